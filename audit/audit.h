@@ -208,6 +208,7 @@ uint64_t audit_ring_take_refused(struct audit_ring *r);
 /* Totals since creation, for metrics. Any thread. */
 uint64_t audit_ring_total_pushed(const struct audit_ring *r);
 uint64_t audit_ring_total_lost(const struct audit_ring *r);
+uint64_t audit_ring_total_refused(const struct audit_ring *r); /* flows refused (fail_closed) */
 
 /* Parses "fail_closed" | "block" | "drop". 0, or -1. */
 int audit_overflow_parse(const char *s, enum audit_overflow *out);
@@ -220,6 +221,7 @@ struct audit_pipeline;
 struct audit_pipeline_opts {
     unsigned idle_sleep_us; /* sleep when the ring is empty; 0 = 1000 */
     unsigned tick_ms;       /* how often sinks get their tick; 0 = 100 */
+    uint64_t last_seq;      /* seq of the last record already stored (a restart continues after it) */
 };
 
 /* A pipeline that drains <ring> into <sinks> (borrowed: they must outlive the pipeline;

@@ -1,0 +1,374 @@
+/* proxy/config.c - the configuration: embedded default, loading, validation, version hash.
+ *
+ * A config is one JSON document. Every key is optional: what is absent comes from the
+ * embedded default. Validation collects every error, one line each, naming its JSON path,
+ * so an operator fixes a file in one pass. Unknown keys are errors too (a typo must not
+ * silently fall back to a default). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "proxy/proxy.h"
+#include "proxy/proxy-int.h"
+
+static const char default_config[] =
+    "{\n"
+    "  \"listen\": [\"127.0.0.1:3128\"],\n"
+    "  \"workers\": 0,\n"
+    "  \"data_dir\": \"./vigil-data\",\n"
+    "  \"timeouts\": {\n"
+    "    \"header_read_ms\": 10000,\n"
+    "    \"connect_ms\": 10000,\n"
+    "    \"upstream_response_ms\": 60000,\n"
+    "    \"idle_tunnel_ms\": 300000,\n"
+    "    \"client_idle_ms\": 60000,\n"
+    "    \"drain_ms\": 10000\n"
+    "  },\n"
+    "  \"limits\": {\n"
+    "    \"max_header_bytes\": 65536,\n"
+    "    \"max_headers\": 200\n"
+    "  },\n"
+    "  \"dns\": {\n"
+    "    \"timeout_ms\": 5000,\n"
+    "    \"attempts\": 2\n"
+    "  },\n"
+    "  \"audit\": {\n"
+    "    \"ring_slots\": 4096,\n"
+    "    \"overflow\": \"fail_closed\"\n"
+    "  },\n"
+    "  \"sinks\": [\n"
+    "    {\"type\": \"file\", \"name\": \"file\"}\n"
+    "  ]\n"
+    "}\n";
+
+const char *proxy_config_default_text(void)
+{
+    return default_config;
+}
+
+/* Collects error lines into a caller buffer. */
+struct errs {
+    char *buf;
+    size_t len;
+    size_t cap;
+    int count;
+};
+
+__attribute__((format(printf, 2, 3))) static void add_err(struct errs *e, const char *fmt, ...)
+{
+    va_list ap;
+    e->count++;
+    if (e->cap == 0 || e->len + 1 >= e->cap)
+        return;
+    if (e->len > 0)
+        e->buf[e->len++] = '\n';
+    va_start(ap, fmt);
+    int n = vsnprintf(e->buf + e->len, e->cap - e->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        e->len += (size_t)n < e->cap - e->len ? (size_t)n : e->cap - e->len - 1;
+    e->buf[e->len] = '\0';
+}
+
+static void check_keys(struct errs *e, const json_t *obj, const char *path, const char *const *allowed)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        int ok = 0;
+        for (const char *const *a = allowed; *a; a++)
+            if (strcmp(*a, key) == 0)
+                ok = 1;
+        if (!ok)
+            add_err(e, "%s%s%s: unknown key", path, *path ? "." : "", key);
+    }
+}
+
+/* Reads an integer in [lo, hi] at <obj>.<key> into *<out>; absent leaves *<out>. */
+static void get_uint(struct errs *e, const json_t *obj, const char *path, const char *key, unsigned long long lo,
+                     unsigned long long hi, unsigned long long *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || (unsigned long long)json_integer_value(v) < lo ||
+        (unsigned long long)json_integer_value(v) > hi) {
+        add_err(e, "%s%s%s: must be an integer from %llu to %llu", path, *path ? "." : "", key, lo, hi);
+        return;
+    }
+    *out = (unsigned long long)json_integer_value(v);
+}
+
+static void get_ms(struct errs *e, const json_t *obj, const char *path, const char *key, unsigned *out)
+{
+    unsigned long long v = *out;
+    get_uint(e, obj, path, key, 1, 86400000ULL, &v);
+    *out = (unsigned)v;
+}
+
+static const json_t *get_object(struct errs *e, const json_t *root, const char *key)
+{
+    json_t *v = json_object_get(root, key);
+    if (v && !json_is_object(v)) {
+        add_err(e, "%s: must be an object", key);
+        return NULL;
+    }
+    return v;
+}
+
+static void free_listen(struct proxy_config *c)
+{
+    for (size_t i = 0; i < c->nlisten; i++)
+        free(c->listen[i]);
+    free(c->listen);
+    c->listen = NULL;
+    c->nlisten = 0;
+}
+
+static int add_listen(struct proxy_config *c, const char *addr)
+{
+    char **n = realloc(c->listen, (c->nlisten + 1) * sizeof(*n));
+    if (!n)
+        return -1;
+    c->listen = n;
+    if (!(c->listen[c->nlisten] = strdup(addr)))
+        return -1;
+    c->nlisten++;
+    return 0;
+}
+
+/* Applies the keys of <root> over the values already in <c>. */
+static void apply(struct proxy_config *c, const json_t *root, struct errs *e)
+{
+    static const char *const top_keys[] = {"listen", "workers", "data_dir", "timeouts", "limits", "dns", "audit",
+                                           "sinks", NULL};
+    unsigned long long u;
+
+    check_keys(e, root, "", top_keys);
+
+    json_t *listen = json_object_get(root, "listen");
+    if (listen) {
+        if (!json_is_array(listen) || json_array_size(listen) == 0) {
+            add_err(e, "listen: must be a non-empty array of \"HOST:PORT\" strings");
+        } else {
+            free_listen(c);
+            size_t i;
+            json_t *a;
+            json_array_foreach(listen, i, a)
+            {
+                struct sockaddr_storage ss;
+                socklen_t sl;
+                if (!json_is_string(a) || proxy_parse_hostport(json_string_value(a), &ss, &sl) == -1)
+                    add_err(e, "listen[%zu]: must be \"IP:PORT\" or \"[IPv6]:PORT\"", i);
+                else if (add_listen(c, json_string_value(a)) == -1)
+                    add_err(e, "listen[%zu]: out of memory", i);
+            }
+        }
+    }
+
+    u = c->workers;
+    get_uint(e, root, "", "workers", 0, 256, &u);
+    c->workers = (unsigned)u;
+
+    json_t *dd = json_object_get(root, "data_dir");
+    if (dd) {
+        if (!json_is_string(dd) || json_string_length(dd) == 0) {
+            add_err(e, "data_dir: must be a non-empty string");
+        } else {
+            free(c->data_dir);
+            c->data_dir = strdup(json_string_value(dd));
+        }
+    }
+
+    const json_t *t = get_object(e, root, "timeouts");
+    if (t) {
+        static const char *const keys[] = {"header_read_ms", "connect_ms", "upstream_response_ms", "idle_tunnel_ms",
+                                           "client_idle_ms", "drain_ms", NULL};
+        check_keys(e, t, "timeouts", keys);
+        get_ms(e, t, "timeouts", "header_read_ms", &c->timeouts.header_read_ms);
+        get_ms(e, t, "timeouts", "connect_ms", &c->timeouts.connect_ms);
+        get_ms(e, t, "timeouts", "upstream_response_ms", &c->timeouts.upstream_response_ms);
+        get_ms(e, t, "timeouts", "idle_tunnel_ms", &c->timeouts.idle_tunnel_ms);
+        get_ms(e, t, "timeouts", "client_idle_ms", &c->timeouts.client_idle_ms);
+        get_ms(e, t, "timeouts", "drain_ms", &c->timeouts.drain_ms);
+    }
+
+    const json_t *l = get_object(e, root, "limits");
+    if (l) {
+        static const char *const keys[] = {"max_header_bytes", "max_headers", NULL};
+        check_keys(e, l, "limits", keys);
+        u = c->max_header_bytes;
+        get_uint(e, l, "limits", "max_header_bytes", 1024, 1024 * 1024, &u);
+        c->max_header_bytes = (size_t)u;
+        u = c->max_headers;
+        get_uint(e, l, "limits", "max_headers", 8, PROXY_MAX_HEADERS, &u);
+        c->max_headers = (unsigned)u;
+    }
+
+    const json_t *d = get_object(e, root, "dns");
+    if (d) {
+        static const char *const keys[] = {"timeout_ms", "attempts", NULL};
+        check_keys(e, d, "dns", keys);
+        get_ms(e, d, "dns", "timeout_ms", &c->dns_timeout_ms);
+        u = c->dns_attempts;
+        get_uint(e, d, "dns", "attempts", 1, 10, &u);
+        c->dns_attempts = (unsigned)u;
+    }
+
+    const json_t *a = get_object(e, root, "audit");
+    if (a) {
+        static const char *const keys[] = {"ring_slots", "overflow", NULL};
+        check_keys(e, a, "audit", keys);
+        u = c->ring_slots;
+        get_uint(e, a, "audit", "ring_slots", 64, 1u << 22, &u);
+        c->ring_slots = (size_t)u;
+        json_t *o = json_object_get(a, "overflow");
+        if (o && (!json_is_string(o) || audit_overflow_parse(json_string_value(o), &c->overflow) == -1))
+            add_err(e, "audit.overflow: must be \"fail_closed\", \"block\" or \"drop\"");
+    }
+
+    json_t *s = json_object_get(root, "sinks");
+    if (s) {
+        if (!json_is_array(s)) {
+            add_err(e, "sinks: must be an array of sink objects");
+        } else {
+            size_t i;
+            json_t *so;
+            json_array_foreach(s, i, so)
+            {
+                if (!json_is_object(so) || !json_is_string(json_object_get(so, "type")))
+                    add_err(e, "sinks[%zu]: must be an object with a string \"type\"", i);
+            }
+            json_decref(c->sinks);
+            c->sinks = json_incref(s);
+        }
+    }
+}
+
+static void compute_version(struct proxy_config *c)
+{
+    char *canon = json_dumps(c->root, JSON_COMPACT | JSON_SORT_KEYS);
+    unsigned char h[16];
+    crypto_generichash(h, sizeof(h), (const unsigned char *)(canon ? canon : ""), canon ? strlen(canon) : 0, NULL, 0);
+    free(canon);
+    sodium_bin2hex(c->version, sizeof(c->version), h, sizeof(h));
+}
+
+static struct proxy_config *parse_doc(json_t *root, char *err, size_t errlen)
+{
+    struct errs e = {.buf = err, .cap = errlen};
+    struct proxy_config *c = calloc(1, sizeof(*c));
+    json_t *def = NULL;
+    json_error_t je;
+
+    if (errlen)
+        err[0] = '\0';
+    if (!c) {
+        add_err(&e, "out of memory");
+        json_decref(root);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        add_err(&e, "(root): must be an object");
+        goto fail;
+    }
+    /* defaults first, from the embedded document, then the user's keys over them */
+    def = json_loads(default_config, 0, &je);
+    if (!def) {
+        add_err(&e, "embedded default config: %s", je.text);
+        goto fail;
+    }
+    apply(c, def, &e);
+    json_decref(def);
+    def = NULL;
+    if (e.count)
+        goto fail;
+    apply(c, root, &e);
+    if (e.count)
+        goto fail;
+    if (!c->data_dir) {
+        add_err(&e, "out of memory");
+        goto fail;
+    }
+    c->root = root;
+    compute_version(c);
+    return c;
+fail:
+    json_decref(root);
+    proxy_config_free(c);
+    return NULL;
+}
+
+struct proxy_config *proxy_config_parse(const char *text, size_t len, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        snprintf(err, errlen, "(json) line %d column %d: %s", je.line, je.column, je.text);
+        return NULL;
+    }
+    return parse_doc(root, err, errlen);
+}
+
+struct proxy_config *proxy_config_load(const char *path, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        snprintf(err, errlen, "%s: line %d column %d: %s", path, je.line, je.column, je.text);
+        return NULL;
+    }
+    return parse_doc(root, err, errlen);
+}
+
+void proxy_config_free(struct proxy_config *c)
+{
+    if (!c)
+        return;
+    free_listen(c);
+    free(c->data_dir);
+    json_decref(c->sinks);
+    json_decref(c->root);
+    free(c);
+}
+
+int proxy_config_override_listen(struct proxy_config *c, const char *addr, int first, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (proxy_parse_hostport(addr, &ss, &sl) == -1) {
+        snprintf(err, errlen, "--listen %s: must be IP:PORT or [IPv6]:PORT", addr);
+        return -1;
+    }
+    if (first)
+        free_listen(c);
+    if (add_listen(c, addr) == -1) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+int proxy_config_override_data_dir(struct proxy_config *c, const char *dir)
+{
+    char *d = strdup(dir);
+    if (!d)
+        return -1;
+    free(c->data_dir);
+    c->data_dir = d;
+    return 0;
+}
+
+int proxy_emit_config_event(struct audit_ring *ring, const struct proxy_config *cfg, const char *reason)
+{
+    struct audit_event ev;
+    audit_event_init(&ev, AUDIT_EVENT_PROXY_CONFIG);
+    audit_event_set_str(&ev, AUDIT_STR_CONFIG_VERSION, cfg->version, strlen(cfg->version));
+    audit_event_set_str(&ev, AUDIT_STR_REASON, reason, strlen(reason));
+    return audit_emit(ring, &ev);
+}

@@ -1,0 +1,203 @@
+/* proxy/proxy-int.h - private to proxy/: workers, client connections, flows, upstreams.
+ *
+ *   client ──► conn (one per client TCP connection, many flows in turn with keep-alive)
+ *                │  llhttp request parser; a flow per request or CONNECT
+ *                ├─ pre_dns ─► resolve (evdns) ─► pre_request ─► upstream connect (or reuse)
+ *                ├─ HTTP: request head + streamed body ─► upstream; llhttp response parser
+ *                │        ─► post_response ─► response head + streamed body ─► client
+ *                └─ CONNECT: 200, then bytes both ways (tunnel.c)
+ *
+ * Everything here runs on the worker thread that owns the conn; nothing is shared between
+ * workers except the audit ring (lock-free) and the read-only config. */
+#ifndef VIGIL_PROXY_PROXY_INT_H
+#define VIGIL_PROXY_PROXY_INT_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <llhttp.h>
+
+#include "audit/audit.h"
+#include "proxy/http.h"
+#include "proxy/proxy.h"
+
+#define PROXY_MAX_HEADERS 1000
+#define PROXY_HIGH_WATER (256 * 1024) /* bytes queued toward a peer before we stop reading the other */
+#define PROXY_READ_HIGH (64 * 1024)   /* unparsed input kept before a bufferevent stops reading */
+
+struct proxy_worker;
+struct conn;
+
+/* A parsed authority: host (lowercased, without brackets and trailing dot) and port. */
+struct proxy_target {
+    char host[256];
+    uint16_t port;
+    int host_is_ip; /* the host was a literal address */
+};
+
+enum up_state {
+    UP_CONNECTING = 0,
+    UP_ACTIVE,
+    UP_IDLE, /* kept alive between flows of the same client connection */
+};
+
+struct upstream {
+    struct bufferevent *bev;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    enum up_state state;
+    int reused; /* this flow runs on a connection an earlier flow used */
+};
+
+enum conn_state {
+    CONN_IDLE = 0,  /* waiting for a request (keep-alive) */
+    CONN_HEAD,      /* reading request headers */
+    CONN_RESOLVING, /* pre_dns done, waiting for evdns */
+    CONN_CONNECTING,
+    CONN_FORWARD,   /* HTTP: request going up, response coming down */
+    CONN_TUNNEL,    /* CONNECT relay */
+    CONN_CLOSING,   /* flushing the last bytes to the client, then free */
+};
+
+/* The current flow of a conn. */
+struct flow {
+    uint8_t id[16];
+    char id_text[AUDIT_FLOW_ID_LEN + 1];
+    int64_t start_us; /* wall clock */
+    int active;       /* begun and not yet ended (flow.end not yet recorded) */
+    int refused;      /* refused for want of ring space: counted by the ring, not recorded */
+    int head_done;    /* the request head was processed */
+    int is_connect;
+    int is_head;      /* HEAD request: the response has no body */
+    int client_11;    /* the client speaks HTTP/1.1 or later */
+    char method[24];
+    struct proxy_target target;
+    uint32_t path_off, path_len;   /* in c->req.buf: path and query as received */
+    uint32_t query_off, query_len; /* the query alone, without '?' */
+    int query_set;
+    struct sockaddr_storage dest;
+    socklen_t destlen;
+    int dest_set;
+    int req_chunked;   /* the request body is re-chunked upstream */
+    int req_done;      /* the request message was read whole */
+    int req_keepalive; /* the client wants the connection kept */
+    int resp_started;  /* the response head went to the client */
+    int resp_chunked;  /* the response body is re-chunked to the client */
+    int resp_close;    /* the client connection closes after this response */
+    int resp_eof;      /* the response body ends when the upstream closes */
+    int retried;       /* resent once on a fresh upstream after a stale reused one closed */
+    uint16_t status;
+    int64_t resp_content_length;
+    char content_type[128];
+    uint64_t bytes_up, bytes_down;
+    struct evdns_getaddrinfo_request *dns_req;
+    int dns_done;
+    struct evbuffer *req_head; /* the head as sent upstream, until the first response byte */
+};
+
+struct conn {
+    struct proxy_worker *w;
+    struct conn *prev, *next; /* the worker's list */
+    struct bufferevent *bev;  /* client */
+    struct audit_ip client;
+    const char *listener; /* the name of the listener it came in on */
+    struct event *timer;  /* header, idle and connect timeouts */
+    llhttp_t req_parser;
+    llhttp_t resp_parser;
+    struct msg req;
+    struct msg resp;
+    struct flow flow;
+    struct upstream *up;
+    enum conn_state state;
+    int hold;          /* callbacks on the stack: free is deferred until they unwind */
+    int dead;          /* freed once hold drops to 0 */
+    int req_paused;    /* the request parser returned HPE_PAUSED and awaits llhttp_resume */
+    int need_kick;     /* after a resume, run the parser once even with no new input */
+    int client_paused; /* request body held back: upstream output is full */
+    int up_paused;     /* response body held back: client output is full */
+    int client_eof;    /* the client half-closed after a complete request */
+    int got_bytes;     /* a byte of the current request has arrived */
+    int obs_fold;      /* obs-fold seen in the current request head */
+    uint8_t last_byte; /* the last head byte scanned, for obs-fold across reads */
+    int64_t tunnel_last_us; /* CLOCK_MONOTONIC of the last tunnel byte */
+    int tunnel_client_eof, tunnel_up_eof;
+    int tunnel_client_first; /* the client closed first: the reason recorded */
+};
+
+struct proxy_listener {
+    char name[64];
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+};
+
+struct proxy_worker {
+    struct proxy_server *server;
+    unsigned index;
+    pthread_t thread;
+    struct event_base *base;
+    struct evdns_base *dns;
+    struct evconnlistener **listeners; /* one per server listener */
+    struct event *stop_ev;
+    struct event *drain_timer;
+    struct conn *conns;
+    size_t nconns;
+    int draining;
+};
+
+struct proxy_server {
+    const struct proxy_config *cfg;
+    struct audit_ring *ring;
+    struct proxy_listener *listeners;
+    size_t nlisteners;
+    int **fds; /* fds[worker][listener] */
+    struct proxy_worker *workers;
+    unsigned nworkers;
+    int started;
+};
+
+/* util.c */
+/* Parses "IP:PORT" / "[IPv6]:PORT" (numeric only). 0, or -1. */
+int proxy_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+/* Parses an authority "host[:port]" (userinfo already removed), normalising the host
+ * (lowercase, brackets and one trailing dot removed). <default_port> when absent. 0, or -1. */
+int proxy_parse_authority(const char *s, size_t len, uint16_t default_port, struct proxy_target *t);
+/* "ip:port" / "[ip]:port" of <sa> into <out>. */
+void proxy_format_sockaddr(const struct sockaddr *sa, char *out, size_t outlen);
+int64_t proxy_now_mono_us(void);
+int64_t proxy_now_wall_us(void);
+const char *proxy_status_phrase(unsigned status);
+
+/* flow.c */
+void proxy_flow_init_once(void); /* llhttp settings; before the first accept */
+void proxy_conn_accept(struct proxy_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen,
+                       const char *listener);
+void proxy_conn_close_idle(struct conn *c);  /* drain: close a conn with no flow in progress */
+void proxy_conn_abort(struct conn *c, const char *reason); /* drain deadline: end the flow, close */
+
+/* Shared by flow.c and tunnel.c */
+void conn_hold(struct conn *c);
+void conn_release(struct conn *c); /* frees a conn marked dead once nothing holds it */
+void conn_free(struct conn *c);    /* now, or when the last hold is released */
+void conn_flow_end(struct conn *c, const char *reason);
+void conn_emit_phase(struct conn *c, enum audit_phase phase);
+void conn_send_error(struct conn *c, unsigned status, const char *reason, const char *text);
+void conn_upstream_free(struct conn *c);
+void conn_set_timer(struct conn *c, unsigned ms);
+
+/* tunnel.c */
+void tunnel_start(struct conn *c);
+
+/* dns.c */
+typedef void (*proxy_resolve_cb)(struct conn *c, int err, const struct sockaddr *sa, socklen_t salen);
+/* Resolves c->flow.target. Calls <cb> exactly once, possibly before returning. err 0 on success,
+ * else an EVUTIL_EAI_* code. */
+void proxy_resolve(struct conn *c, proxy_resolve_cb cb);
+void proxy_resolve_cancel(struct conn *c);
+
+#endif

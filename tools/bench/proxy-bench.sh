@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# tools/bench/proxy-bench.sh - Vigil beside Squid and tinyproxy on loopback, same run, same
+# parameters (the side-by-side harness in tools/bench/harness), then a check of the record:
+# every request the load generator counted must have its flow.end in Vigil's record.
+#
+#   tools/bench/proxy-bench.sh [harness options]     e.g. -d 10 -c 50 -m "plain connect"
+#
+# Needs a build (build/bin/vigil, build/bin/audit-query); the harness installs nginx, squid,
+# tinyproxy and wrk from Debian if they are missing. Prints the harness's markdown table.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=${VIGIL_BIN_DIR:-$ROOT/build/bin}
+[ -x "$BIN/vigil" ] || { echo "build first: tools/setup.sh build" >&2; exit 2; }
+OUT=$(mktemp -d /tmp/vigil-bench.XXXXXX)
+trap 'rm -rf "$OUT"' EXIT
+export PROXY_PORT=13129
+# one data dir per proxy run (the harness restarts the proxy for every mode and file)
+export PROXY_CMD="$BIN/vigil --config $ROOT/tools/bench/bench-loopback.json --data-dir $OUT/run-\$(date +%s%N)"
+"$ROOT/tools/bench/harness/run.sh" -o "$OUT/results.json" "$@"
+
+echo
+echo "Record check (requests counted by the load generator vs flow.end events in Vigil's record):"
+runs=$(ls -d "$OUT"/run-* 2>/dev/null | sort)
+rows=$(jq -c '.results[] | select(.target == "proxy") | [.mode, .file, .requests]' "$OUT/results.json")
+paste <(echo "$rows") <(for d in $runs; do
+  "$BIN/audit-query" search --data-dir "$d" --event flow.end --format json 2>/dev/null | wc -l; done) |
+while IFS=$'\t' read -r row ends; do
+  req=$(jq -r '.[2]' <<<"$row")
+  status=ok; [ "$ends" -ge "$req" ] || status=MISSING
+  echo "  $(jq -r '.[0] + " " + .[1]' <<<"$row"): requests $req, flow.end $ends: $status"
+done
