@@ -180,7 +180,8 @@ enum audit_overflow {
 
 struct audit_ring;
 
-/* A ring of <capacity> slots (rounded up to a power of two, at least 2). NULL on failure. */
+/* A ring of <capacity> slots of 1 KiB (rounded up to a power of two, at least 16). An event
+ * takes one slot, or up to five when its strings are long. NULL on failure. */
 struct audit_ring *audit_ring_new(size_t capacity, enum audit_overflow policy);
 void audit_ring_free(struct audit_ring *r);
 
@@ -196,8 +197,8 @@ int audit_ring_admit(struct audit_ring *r);
 /* Copies the oldest event into <out>. 0, or -1 when empty. Consumer thread only. */
 int audit_ring_pop(struct audit_ring *r, struct audit_event *out);
 
-size_t audit_ring_capacity(const struct audit_ring *r);
-size_t audit_ring_depth(const struct audit_ring *r); /* approximate from any thread */
+size_t audit_ring_capacity(const struct audit_ring *r); /* in slots */
+size_t audit_ring_depth(const struct audit_ring *r);    /* slots in use; approximate from any thread */
 enum audit_overflow audit_ring_policy(const struct audit_ring *r);
 
 /* Returns the lost / refused counts accumulated since the last call and clears them.

@@ -37,7 +37,7 @@ static const char default_config[] =
     "    \"attempts\": 2\n"
     "  },\n"
     "  \"audit\": {\n"
-    "    \"ring_slots\": 4096,\n"
+    "    \"ring_slots\": 16384,\n"
     "    \"overflow\": \"fail_closed\"\n"
     "  },\n"
     "  \"sinks\": [\n"

@@ -83,7 +83,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 int main(int argc, char **argv)
 {
     const char *config_path = NULL, *data_dir = NULL, *check_path = NULL;
-    const char **listen = calloc((size_t)argc + 1, sizeof(*listen));
+    const char *listen[64];
     size_t nlisten = 0;
     long workers = -1;
     char err[4096];
@@ -107,8 +107,13 @@ int main(int argc, char **argv)
             i++;
             if (strcmp(a, "--config") == 0)
                 config_path = v;
-            else if (strcmp(a, "--listen") == 0)
+            else if (strcmp(a, "--listen") == 0) {
+                if (nlisten == sizeof(listen) / sizeof(listen[0])) {
+                    fprintf(stderr, "vigil: at most 64 --listen options\n");
+                    return 2;
+                }
                 listen[nlisten++] = v;
+            }
             else if (strcmp(a, "--data-dir") == 0)
                 data_dir = v;
             else if (strcmp(a, "--check-config") == 0)
@@ -157,7 +162,6 @@ int main(int argc, char **argv)
             proxy_config_free(cfg);
             return 2;
         }
-    free(listen);
     if (data_dir && proxy_config_override_data_dir(cfg, data_dir) == -1) {
         fprintf(stderr, "vigil: out of memory\n");
         return 1;

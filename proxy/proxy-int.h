@@ -143,6 +143,7 @@ struct proxy_worker {
     struct event_base *base;
     struct evdns_base *dns;
     struct evconnlistener **listeners; /* one per server listener */
+    int stop_fd; /* eventfd: proxy_server_stop() writes it */
     struct event *stop_ev;
     struct event *drain_timer;
     struct conn *conns;

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <event2/thread.h>
+#include <sys/eventfd.h>
 
 #include "audit/diag.h"
 #include "proxy/proxy-int.h"
@@ -62,7 +62,6 @@ struct proxy_server *proxy_server_new(const struct proxy_config *cfg, struct aud
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    evthread_use_pthreads();
     proxy_flow_init_once();
     s->cfg = cfg;
     s->ring = ring;
@@ -76,6 +75,7 @@ struct proxy_server *proxy_server_new(const struct proxy_config *cfg, struct aud
         goto fail;
     }
     for (unsigned w = 0; w < s->nworkers; w++) {
+        s->workers[w].stop_fd = -1;
         s->fds[w] = malloc(sizeof(int) * (cfg->nlisten ? cfg->nlisten : 1));
         if (!s->fds[w]) {
             snprintf(err, errlen, "out of memory");
@@ -172,6 +172,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
         next = c->next;
         proxy_conn_close_idle(c);
     }
+    event_del(w->stop_ev);
     if (w->nconns == 0) {
         event_base_loopexit(w->base, NULL);
         return;
@@ -215,9 +216,15 @@ static int worker_init(struct proxy_server *s, unsigned i, char *err, size_t err
     evdns_base_set_option(w->dns, "attempts:", v);
 
     w->listeners = calloc(s->nlisteners ? s->nlisteners : 1, sizeof(*w->listeners));
-    w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
+    /* the only cross-thread call: main writes the eventfd; bases need no locking */
+    w->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->stop_fd == -1) {
+        snprintf(err, errlen, "eventfd: %s", strerror(errno));
+        return -1;
+    }
+    w->stop_ev = event_new(w->base, w->stop_fd, EV_READ, stop_cb, w);
     w->drain_timer = evtimer_new(w->base, drain_deadline_cb, w);
-    if (!w->listeners || !w->stop_ev || !w->drain_timer) {
+    if (!w->listeners || !w->stop_ev || !w->drain_timer || event_add(w->stop_ev, NULL) == -1) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -254,8 +261,11 @@ void proxy_server_stop(struct proxy_server *s)
 {
     if (!s->started)
         return;
-    for (unsigned i = 0; i < s->nworkers; i++)
-        event_active(s->workers[i].stop_ev, EV_READ, 0);
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        uint64_t one = 1;
+        if (write(s->workers[i].stop_fd, &one, sizeof(one)) != sizeof(one))
+            diag_log(DIAG_ERROR, "proxy", "cannot signal worker %u to stop: %s", i, strerror(errno));
+    }
     for (unsigned i = 0; i < s->nworkers; i++)
         pthread_join(s->workers[i].thread, NULL);
     s->started = 0;
@@ -276,6 +286,8 @@ void proxy_server_free(struct proxy_server *s)
         free(w->listeners);
         if (w->stop_ev)
             event_free(w->stop_ev);
+        if (w->stop_fd >= 0)
+            close(w->stop_fd);
         if (w->drain_timer)
             event_free(w->drain_timer);
         if (w->dns)

@@ -127,13 +127,13 @@ static void test_errors_garbage_request_line_refused(void **state)
     raw_refusal(*state, NULL, "HELLO THERE\r\n\r\n", 400, "bad_request.malformed");
 }
 
-/* a Content-Length that is not a number is refused as malformed */
+/* a Content-Length that is not a number is refused, with its own reason */
 static void test_errors_bad_content_length_refused(void **state)
 {
     raw_refusal(*state, NULL,
                 "POST http://127.0.0.1:%d/echo HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Length: 12abc\r\n\r\n"
                 "hello",
-                400, "bad_request.malformed");
+                400, "bad_request.bad_content_length");
 }
 
 /* a header continued on the next line (obs-fold) is refused */

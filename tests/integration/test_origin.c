@@ -59,7 +59,7 @@ static void test_origin_chunked_and_eof_bodies_exact(void **state)
     h_done(e);
 }
 
-/* /echo returns a POSTed, PUT or chunked-uploaded body unchanged with X-Echo-Length */
+/* /echo returns a POSTed, PUT or chunked-uploaded body unchanged with X-Echo-Length; Expect gets 100 */
 static void test_origin_echo_returns_body(void **state)
 {
     struct h_env *e = *state;
@@ -85,7 +85,8 @@ static void test_origin_echo_returns_body(void **state)
     assert_memory_equal(r.body[0], data, 100 * 1024);
     h_result_fini(&r);
 
-    h_curl(e, &r, 1, "-T", path, h_origin_url(e, 0, "/echo"), NULL);
+    h_curl(e, &r, 1, "-v", "-H", "Expect: 100-continue", "-T", path, h_origin_url(e, 0, "/echo"), NULL);
+    assert_non_null(strstr(r.err, "< HTTP/1.1 100 Continue"));
     h_expect_http(&r, 0, 200);
     assert_int_equal(r.body_len[0], 100 * 1024);
     assert_memory_equal(r.body[0], data, 100 * 1024);

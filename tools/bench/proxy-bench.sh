@@ -12,20 +12,25 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${VIGIL_BIN_DIR:-$ROOT/build/bin}
 [ -x "$BIN/vigil" ] || { echo "build first: tools/setup.sh build" >&2; exit 2; }
 OUT=$(mktemp -d /tmp/vigil-bench.XXXXXX)
-trap 'rm -rf "$OUT"' EXIT
+if [ -n "${KEEP:-}" ]; then echo "[bench] vigil data kept in $OUT" >&2; else trap 'rm -rf "$OUT"' EXIT; fi
 export PROXY_PORT=13129
 # one data dir per proxy run (the harness restarts the proxy for every mode and file)
 export PROXY_CMD="$BIN/vigil --config $ROOT/tools/bench/bench-loopback.json --data-dir $OUT/run-\$(date +%s%N)"
 "$ROOT/tools/bench/harness/run.sh" -o "$OUT/results.json" "$@"
 
 echo
-echo "Record check (requests counted by the load generator vs flow.end events in Vigil's record):"
+echo "Record check (what the load generator counted vs flow.end events in Vigil's record):"
 runs=$(ls -d "$OUT"/run-* 2>/dev/null | sort)
-rows=$(jq -c '.results[] | select(.target == "proxy") | [.mode, .file, .requests]' "$OUT/results.json")
+rows=$(jq -c '.params.conns as $c | .results[] | select(.target == "proxy") | [.mode, .file, .requests, $c]' "$OUT/results.json")
 paste <(echo "$rows") <(for d in $runs; do
   "$BIN/audit-query" search --data-dir "$d" --event flow.end --format json 2>/dev/null | wc -l; done) |
 while IFS=$'\t' read -r row ends; do
-  req=$(jq -r '.[2]' <<<"$row")
-  status=ok; [ "$ends" -ge "$req" ] || status=MISSING
-  echo "  $(jq -r '.[0] + " " + .[1]' <<<"$row"): requests $req, flow.end $ends: $status"
+  mode=$(jq -r '.[0]' <<<"$row") req=$(jq -r '.[2]' <<<"$row") conns=$(jq -r '.[3]' <<<"$row")
+  if [ "$mode" = plain ]; then   # one flow per request
+    status=ok; [ "$ends" -ge "$req" ] || status=MISSING
+    echo "  $mode $(jq -r '.[1]' <<<"$row"): requests $req, flow.end $ends: $status"
+  else                           # one flow per tunnel: at least one per connection (more with -r)
+    status=ok; [ "$ends" -ge "$conns" ] || status=MISSING
+    echo "  $mode $(jq -r '.[1]' <<<"$row"): tunnels >= $conns ($req requests inside), flow.end $ends: $status"
+  fi
 done

@@ -9,6 +9,7 @@
  * Endpoints, the same on both listeners:
  *   GET  /bytes/N     N bytes 'a'..'z' repeating, Content-Length, text/plain (HEAD too)
  *   POST|PUT /echo    the request body back, application/octet-stream, X-Echo-Length: N
+ *                     ("Expect: 100-continue" gets its interim 100 Continue first)
  *   GET  /chunked/N   N bytes with Transfer-Encoding: chunked, in several chunks
  *   GET  /slow/MS     an empty-ish 200 after MS milliseconds (a timer; the loop keeps serving)
  *   GET  /eof/N       N bytes with neither Content-Length nor chunked: the body ends when we close
@@ -88,7 +89,8 @@ struct conn {
     int has_cl;
     int chunked;
     uint64_t chunk_left;
-    int want_close; /* close once the current response is out */
+    int expect_continue; /* "Expect: 100-continue": answer 100 before reading the body */
+    int want_close;      /* close once the current response is out */
     int peer_eof;
     /* the response body being generated */
     uint64_t gen_left;
@@ -115,6 +117,8 @@ static const char *status_reason(int status)
         return "Method Not Allowed";
     case 413:
         return "Payload Too Large";
+    case 417:
+        return "Expectation Failed";
     case 431:
         return "Request Header Fields Too Large";
     case 500:
@@ -140,6 +144,7 @@ static void conn_reset_request(struct conn *c)
     c->has_cl = 0;
     c->chunked = 0;
     c->chunk_left = 0;
+    c->expect_continue = 0;
     c->gen_left = 0;
     c->gen_pos = 0;
     c->gen_chunked = 0;
@@ -513,6 +518,12 @@ static int parse_header(struct conn *c, char *line)
             return -1;
         }
         c->chunked = 1;
+    } else if (strcasecmp(line, "Expect") == 0) {
+        if (strcasecmp(value, "100-continue") != 0) {
+            respond_error(c, 417, "only 100-continue");
+            return -1;
+        }
+        c->expect_continue = 1;
     } else if (strcasecmp(line, "Connection") == 0) {
         if (has_token(value, "close"))
             c->want_close = 1;
@@ -539,6 +550,8 @@ static void end_of_head(struct conn *c)
         respond_error(c, 400, "Content-Length and Transfer-Encoding");
         return;
     }
+    if (c->expect_continue && c->http_minor == 1 && (c->chunked || c->content_length > 0))
+        evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
     if (c->chunked)
         c->st = ST_CHUNK_SIZE;
     else if (c->has_cl && c->content_length > 0)

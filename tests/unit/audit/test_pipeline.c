@@ -141,7 +141,7 @@ static void test_pipeline_seqs_contiguous_from_one(void **state)
 /* an overflowed ring is reported by an audit.loss (lost count, ring_overflow) before the surviving events */
 static void test_pipeline_ring_overflow_emits_loss(void **state)
 {
-    struct audit_ring *r = audit_ring_new(8, AUDIT_OVERFLOW_DROP);
+    struct audit_ring *r = audit_ring_new(16, AUDIT_OVERFLOW_DROP);
     struct fake f;
     struct sink s, *sinks[] = {&s};
     struct audit_pipeline *p;
@@ -150,10 +150,10 @@ static void test_pipeline_ring_overflow_emits_loss(void **state)
     json_t *o;
 
     fake_init(&f, &s, "fake");
-    emit_n(r, 20, 1);
+    emit_n(r, 28, 1);
     p = start(r, sinks, 1);
     audit_pipeline_stop(p);
-    assert_int_equal(json_array_size(f.got), 9);
+    assert_int_equal(json_array_size(f.got), 17);
     loss = json_array_get(f.got, 0);
     assert_string_equal(kind_of(loss), "audit.loss");
     assert_string_equal(json_string_value(json_object_get(loss, "reason")), "ring_overflow");
@@ -174,20 +174,20 @@ static void test_pipeline_ring_overflow_emits_loss(void **state)
 /* flows refused under fail_closed are reported as an audit.loss with reason ring_full */
 static void test_pipeline_refused_flows_emit_loss(void **state)
 {
-    struct audit_ring *r = audit_ring_new(8, AUDIT_OVERFLOW_FAIL_CLOSED);
+    struct audit_ring *r = audit_ring_new(16, AUDIT_OVERFLOW_FAIL_CLOSED);
     struct fake f;
     struct sink s, *sinks[] = {&s};
     struct audit_pipeline *p;
     json_t *loss;
 
     fake_init(&f, &s, "fake");
-    emit_n(r, 6, 1);
+    emit_n(r, 12, 1);
     assert_int_equal(audit_ring_admit(r), -1);
     assert_int_equal(audit_ring_admit(r), -1);
     assert_int_equal(audit_ring_admit(r), -1);
     p = start(r, sinks, 1);
     audit_pipeline_stop(p);
-    assert_int_equal(json_array_size(f.got), 7);
+    assert_int_equal(json_array_size(f.got), 13);
     loss = json_array_get(f.got, 0);
     assert_string_equal(kind_of(loss), "audit.loss");
     assert_string_equal(json_string_value(json_object_get(loss, "reason")), "ring_full");

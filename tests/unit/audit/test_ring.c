@@ -140,12 +140,12 @@ static void test_ring_admit_fail_closed_refuses_and_counts(void **state)
 /* under block, admission stops at the reserve but counts no refusal (the proxy stops accepting) */
 static void test_ring_admit_block_refuses_without_counting(void **state)
 {
-    struct audit_ring *r = audit_ring_new(8, AUDIT_OVERFLOW_BLOCK);
+    struct audit_ring *r = audit_ring_new(16, AUDIT_OVERFLOW_BLOCK);
     struct audit_event ev;
 
     assert_non_null(r);
     make_event(&ev, 0, 0);
-    for (int i = 0; i < 6; i++) /* 8 - reserve 2 */
+    for (int i = 0; i < 12; i++) /* 16 - reserve 4 */
         assert_int_equal(audit_emit(r, &ev), 0);
     assert_int_equal(audit_ring_admit(r), -1);
     assert_int_equal(audit_ring_take_refused(r), 0);
@@ -159,16 +159,16 @@ static void test_ring_admit_tiny_ring_admits_when_empty(void **state)
     struct audit_ring *r = audit_ring_new(1, AUDIT_OVERFLOW_FAIL_CLOSED);
 
     assert_non_null(r);
-    assert_int_equal(audit_ring_capacity(r), 2);
+    assert_int_equal(audit_ring_capacity(r), 16);
     assert_int_equal(audit_ring_admit(r), 0);
     audit_ring_free(r);
 }
 
-/* capacity is rounded up to a power of two, at least 2, and the ring holds exactly that many */
+/* capacity is rounded up to a power of two, at least 16, and the ring holds that many small events */
 static void test_ring_capacity_rounded_to_power_of_two(void **state)
 {
     static const size_t in[] = {0, 1, 2, 3, 5, 64, 65, 1000, 1024};
-    static const size_t want[] = {2, 2, 2, 4, 8, 64, 128, 1024, 1024};
+    static const size_t want[] = {16, 16, 16, 16, 16, 64, 128, 1024, 1024};
 
     for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
         struct audit_ring *r = audit_ring_new(in[i], AUDIT_OVERFLOW_DROP);
@@ -247,9 +247,12 @@ static void *producer_main(void *arg)
     struct producer *pr = arg;
     struct audit_event ev;
 
-    make_event(&ev, pr->id, 0);
     for (uint64_t i = 0; i < STRESS_EVENTS; i++) {
-        ev.bytes_down = i;
+        char path[3000];
+        size_t plen = (size_t)((i * 37) % sizeof(path)); /* 0 to 4 slots: spans wrap the ring end */
+        make_event(&ev, pr->id, i);
+        memset(path, (int)('a' + (i + pr->id) % 26), plen);
+        audit_event_set_str(&ev, AUDIT_STR_PATH, path, plen);
         while (audit_emit(pr->r, &ev) == -1) {
             pr->failures++;
             sched_yield();
@@ -258,7 +261,8 @@ static void *producer_main(void *arg)
     return NULL;
 }
 
-/* 4 producers x 200k events, 1024 slots: each event arrives once, in producer order; failed pushes count as lost */
+/* 4 producers x 200k events of 1 to 4 slots, 1024 slots: each event arrives once and intact, in producer
+ * order; failed pushes count as lost */
 static void test_ring_stress_no_loss_no_duplicate_order_kept(void **state)
 {
     struct audit_ring *r = audit_ring_new(1024, AUDIT_OVERFLOW_DROP);
@@ -281,6 +285,11 @@ static void test_ring_stress_no_loss_no_duplicate_order_kept(void **state)
         assert_true(out.bytes_up < STRESS_PRODUCERS);
         /* in producer order and no duplicate: exactly the next one expected from it */
         assert_int_equal(out.bytes_down, next[out.bytes_up]);
+        size_t plen;
+        const char *path = audit_event_str(&out, AUDIT_STR_PATH, &plen);
+        assert_int_equal(plen, (size_t)((out.bytes_down * 37) % 3000));
+        for (size_t k = 0; k < plen; k++) /* every byte of every span arrived intact */
+            assert_int_equal(path[k], (char)('a' + (out.bytes_down + out.bytes_up) % 26));
         next[out.bytes_up]++;
         received++;
     }
