@@ -46,6 +46,7 @@ static void conn_destroy(struct conn *c)
     struct proxy_worker *w = c->w;
     proxy_resolve_cancel(c);
     conn_flow_end(c, "aborted");
+    tunnel_free(c);
     conn_upstream_free(c);
     if (c->prev)
         c->prev->next = c->next;
@@ -76,6 +77,7 @@ void conn_free(struct conn *c)
     if (c->hold > 0) {
         c->dead = 1;
         bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+        tunnel_free(c);
         conn_upstream_free(c);
         return;
     }

@@ -125,9 +125,7 @@ struct conn {
     int got_bytes;     /* a byte of the current request has arrived */
     int obs_fold;      /* obs-fold seen in the current request head */
     uint8_t last_byte; /* the last head byte scanned, for obs-fold across reads */
-    int64_t tunnel_last_us; /* CLOCK_MONOTONIC of the last tunnel byte */
-    int tunnel_client_eof, tunnel_up_eof;
-    int tunnel_client_first; /* the client closed first: the reason recorded */
+    struct tunnel *tunnel; /* CONNECT relay state, once the 200 is sent */
 };
 
 struct proxy_listener {
@@ -192,7 +190,9 @@ void conn_upstream_free(struct conn *c);
 void conn_set_timer(struct conn *c, unsigned ms);
 
 /* tunnel.c */
-void tunnel_start(struct conn *c);
+struct tunnel;
+void tunnel_start(struct conn *c); /* upstream connected: send the 200 and relay */
+void tunnel_free(struct conn *c);  /* stops the relay's events; NULL tunnel does nothing */
 
 /* dns.c */
 typedef void (*proxy_resolve_cb)(struct conn *c, int err, const struct sockaddr *sa, socklen_t salen);

@@ -1,11 +1,17 @@
 /* proxy/tunnel.c - CONNECT tunnels: after the 200, bytes both ways with back-pressure.
  *
- * A side's bytes move to the other side's output buffer; when that holds PROXY_HIGH_WATER
- * bytes, reading from the first side stops until the output drains to half, so a slow
- * reader costs at most about PROXY_HIGH_WATER + PROXY_READ_HIGH bytes per direction. An
- * EOF from one side is passed on as a half-close (shutdown SHUT_WR) once its bytes are
+ * The relay works on the two sockets directly, not through bufferevents: a readable side is
+ * read (at most TUNNEL_READ bytes) into the other side's pending buffer, which is written at
+ * once. Only when that write is partial does the relay wait for the peer to become writable,
+ * and meanwhile it stops reading the first side. So the steady state costs one read and one
+ * write per burst and no epoll change, and a slow reader costs at most TUNNEL_READ bytes of
+ * buffer per direction.
+ *
+ * An EOF from one side is passed on as a half-close (shutdown SHUT_WR) once its bytes are
  * delivered; the flow ends when both sides have closed, on an error, or after
- * idle_tunnel_ms without a byte either way. */
+ * idle_tunnel_ms without a byte either way. The sockets stay owned by the conn's
+ * bufferevents (disabled while the tunnel runs), which close them when the conn is freed. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -14,151 +20,215 @@
 
 #include "proxy/proxy-int.h"
 
-static void tunnel_read_cb(struct bufferevent *bev, void *arg);
-static void tunnel_write_cb(struct bufferevent *bev, void *arg);
-static void tunnel_event_cb(struct bufferevent *bev, short what, void *arg);
+#define TUNNEL_READ (64 * 1024)
 
-struct side {
-    struct bufferevent *self, *peer;
-    int is_client;
+struct tunnel_side {
+    struct conn *c;
+    int index; /* 0: client, 1: upstream */
+    evutil_socket_t fd;
+    struct event *rd, *wr;
+    struct evbuffer *out; /* bytes waiting to be written to this side */
+    int eof;              /* this side sent its EOF */
+    int shut;             /* SHUT_WR was passed on to this side */
 };
 
-static struct side side_of(struct conn *c, struct bufferevent *bev)
-{
-    struct side s;
-    s.is_client = bev == c->bev;
-    s.self = bev;
-    s.peer = s.is_client ? c->up->bev : c->bev;
-    return s;
-}
+struct tunnel {
+    struct tunnel_side side[2];
+    struct event *idle;
+    int64_t last_us; /* CLOCK_MONOTONIC of the last byte either way */
+    int first_eof;   /* the side that closed first: 0 client, 1 upstream, -1 none yet */
+};
 
-static int *eof_flag(struct conn *c, int is_client)
+void tunnel_free(struct conn *c)
 {
-    return is_client ? &c->tunnel_client_eof : &c->tunnel_up_eof;
-}
-
-static int *paused_flag(struct conn *c, int is_client)
-{
-    /* reading from the client pauses when the upstream is full, and the reverse */
-    return is_client ? &c->client_paused : &c->up_paused;
+    struct tunnel *t = c->tunnel;
+    if (!t)
+        return;
+    for (int i = 0; i < 2; i++) {
+        if (t->side[i].rd)
+            event_free(t->side[i].rd);
+        if (t->side[i].wr)
+            event_free(t->side[i].wr);
+        if (t->side[i].out)
+            evbuffer_free(t->side[i].out);
+    }
+    if (t->idle)
+        event_free(t->idle);
+    free(t);
+    c->tunnel = NULL;
 }
 
 static void tunnel_end(struct conn *c, const char *reason)
 {
+    tunnel_free(c);
     conn_flow_end(c, reason);
     conn_free(c);
 }
 
-/* Both sides closed and everything delivered: the flow is over. */
-static void maybe_finish(struct conn *c)
+static const char *side_error(const struct tunnel_side *s)
 {
-    if (c->tunnel_client_eof && c->tunnel_up_eof && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
-        evbuffer_get_length(bufferevent_get_output(c->up->bev)) == 0)
-        tunnel_end(c, c->tunnel_client_first ? "client_closed" : "upstream_closed");
+    return s->index == 0 ? "client_error" : "upstream_error";
 }
 
-/* Passes an EOF on to <peer> once its output is empty. */
-static void propagate_eof(struct bufferevent *peer)
+/* Both sides closed and everything delivered: the flow is over. */
+static int maybe_finish(struct conn *c)
 {
-    if (evbuffer_get_length(bufferevent_get_output(peer)) == 0)
-        shutdown(bufferevent_getfd(peer), SHUT_WR);
+    struct tunnel *t = c->tunnel;
+    if (t->side[0].eof && t->side[1].eof && evbuffer_get_length(t->side[0].out) == 0 &&
+        evbuffer_get_length(t->side[1].out) == 0) {
+        tunnel_end(c, t->first_eof == 0 ? "client_closed" : "upstream_closed");
+        return 1;
+    }
+    return 0;
+}
+
+/* Writes what is pending toward <s>. 0, or -1 after ending the tunnel on a write error. */
+static int flush_side(struct tunnel_side *s)
+{
+    struct tunnel *t = s->c->tunnel;
+    struct tunnel_side *from = &t->side[!s->index];
+    while (evbuffer_get_length(s->out) > 0) {
+        int n = evbuffer_write(s->out, s->fd);
+        if (n > 0)
+            continue;
+        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            break;
+        tunnel_end(s->c, side_error(s));
+        return -1;
+    }
+    if (evbuffer_get_length(s->out) > 0) {
+        /* the peer is slow: stop reading the other side until this drains */
+        event_del(from->rd);
+        event_add(s->wr, NULL);
+        return 0;
+    }
+    event_del(s->wr);
+    if (from->eof) {
+        if (!s->shut) {
+            shutdown(s->fd, SHUT_WR);
+            s->shut = 1;
+        }
+    } else {
+        event_add(from->rd, NULL);
+    }
+    return 0;
+}
+
+static void read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct tunnel_side *s = arg;
+    struct conn *c = s->c;
+    struct tunnel *t = c->tunnel;
+    struct tunnel_side *to = &t->side[!s->index];
+    (void)what;
+
+    conn_hold(c);
+    int n = evbuffer_read(to->out, fd, TUNNEL_READ);
+    if (n > 0) {
+        if (s->index == 0)
+            c->flow.bytes_up += (uint64_t)n;
+        else
+            c->flow.bytes_down += (uint64_t)n;
+        t->last_us = proxy_now_mono_us();
+        flush_side(to);
+    } else if (n == 0) {
+        s->eof = 1;
+        if (t->first_eof < 0)
+            t->first_eof = s->index;
+        event_del(s->rd);
+        if (flush_side(to) == 0)
+            maybe_finish(c);
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        tunnel_end(c, side_error(s));
+    }
+    conn_release(c);
+}
+
+static void write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct tunnel_side *s = arg;
+    struct conn *c = s->c;
+    (void)fd;
+    (void)what;
+    conn_hold(c);
+    if (flush_side(s) == 0 && s->c->tunnel)
+        maybe_finish(c);
+    conn_release(c);
+}
+
+static void idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    struct tunnel *t = c->tunnel;
+    unsigned idle_ms = c->w->server->cfg->timeouts.idle_tunnel_ms;
+    int64_t quiet_us = proxy_now_mono_us() - t->last_us;
+    (void)fd;
+    (void)what;
+    if (quiet_us >= (int64_t)idle_ms * 1000) {
+        conn_hold(c);
+        tunnel_end(c, "idle_timeout");
+        conn_release(c);
+        return;
+    }
+    int64_t left_us = (int64_t)idle_ms * 1000 - quiet_us;
+    struct timeval tv = {.tv_sec = left_us / 1000000, .tv_usec = left_us % 1000000};
+    evtimer_add(t->idle, &tv);
 }
 
 void tunnel_start(struct conn *c)
 {
-    const struct proxy_config *cfg = c->w->server->cfg;
+    struct event_base *base = c->w->base;
+    unsigned idle_ms = c->w->server->cfg->timeouts.idle_tunnel_ms;
+    struct tunnel *t = calloc(1, sizeof(*t));
     struct flow *f = &c->flow;
-    struct evbuffer *cin = bufferevent_get_input(c->bev);
 
-    c->state = CONN_TUNNEL;
     evtimer_del(c->timer);
+    if (!t) {
+        conn_send_error(c, 503, "out_of_memory", "no memory for the tunnel");
+        return;
+    }
+    c->tunnel = t;
+    t->first_eof = -1;
+    t->last_us = proxy_now_mono_us();
+    struct bufferevent *bevs[2] = {c->bev, c->up->bev};
+    for (int i = 0; i < 2; i++) {
+        struct tunnel_side *s = &t->side[i];
+        s->c = c;
+        s->index = i;
+        s->fd = bufferevent_getfd(bevs[i]);
+        bufferevent_disable(bevs[i], EV_READ | EV_WRITE);
+        s->rd = event_new(base, s->fd, EV_READ | EV_PERSIST, read_cb, s);
+        s->wr = event_new(base, s->fd, EV_WRITE | EV_PERSIST, write_cb, s);
+        s->out = evbuffer_new();
+        if (!s->rd || !s->wr || !s->out) {
+            tunnel_free(c);
+            conn_send_error(c, 503, "out_of_memory", "no memory for the tunnel");
+            return;
+        }
+    }
+    t->idle = evtimer_new(base, idle_cb, c);
+    if (!t->idle) {
+        tunnel_free(c);
+        conn_send_error(c, 503, "out_of_memory", "no memory for the tunnel");
+        return;
+    }
+    c->state = CONN_TUNNEL;
     f->status = 200;
     f->resp_started = 1;
-    c->tunnel_last_us = proxy_now_mono_us();
-    evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 200 Connection established\r\n\r\n", 39);
 
-    /* bytes the client sent right behind its CONNECT head (a ClientHello) go first */
+    /* the 200 first, then whatever the client sent right behind its CONNECT head (a
+     * ClientHello): both are already in bufferevent input/output buffers */
+    evbuffer_add(t->side[0].out, "HTTP/1.1 200 Connection established\r\n\r\n", 39);
+    struct evbuffer *cin = bufferevent_get_input(c->bev);
     f->bytes_up += evbuffer_get_length(cin);
-    evbuffer_add_buffer(bufferevent_get_output(c->up->bev), cin);
+    evbuffer_add_buffer(t->side[1].out, cin);
 
-    struct timeval tv = {.tv_sec = cfg->timeouts.idle_tunnel_ms / 1000,
-                         .tv_usec = (cfg->timeouts.idle_tunnel_ms % 1000) * 1000};
-    bufferevent_setcb(c->bev, tunnel_read_cb, tunnel_write_cb, tunnel_event_cb, c);
-    bufferevent_setcb(c->up->bev, tunnel_read_cb, tunnel_write_cb, tunnel_event_cb, c);
-    bufferevent_set_timeouts(c->bev, &tv, NULL);
-    bufferevent_set_timeouts(c->up->bev, &tv, NULL);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, PROXY_READ_HIGH);
-    bufferevent_setwatermark(c->up->bev, EV_READ, 0, PROXY_READ_HIGH);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    bufferevent_enable(c->up->bev, EV_READ | EV_WRITE);
-}
-
-static void tunnel_read_cb(struct bufferevent *bev, void *arg)
-{
-    struct conn *c = arg;
-    struct side s = side_of(c, bev);
-    struct evbuffer *in = bufferevent_get_input(bev);
-    struct evbuffer *out = bufferevent_get_output(s.peer);
-    size_t n = evbuffer_get_length(in);
-
-    if (s.is_client)
-        c->flow.bytes_up += n;
-    else
-        c->flow.bytes_down += n;
-    evbuffer_add_buffer(out, in);
-    c->tunnel_last_us = proxy_now_mono_us();
-    if (evbuffer_get_length(out) >= PROXY_HIGH_WATER) {
-        *paused_flag(c, s.is_client) = 1;
-        bufferevent_disable(bev, EV_READ);
-        bufferevent_setwatermark(s.peer, EV_WRITE, PROXY_HIGH_WATER / 2, 0);
-    }
-}
-
-static void tunnel_write_cb(struct bufferevent *bev, void *arg)
-{
-    struct conn *c = arg;
-    struct side s = side_of(c, bev);
-    /* <bev> drained: the side feeding it may read again */
-    int *paused = paused_flag(c, !s.is_client);
-    if (*paused) {
-        *paused = 0;
-        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-        bufferevent_enable(s.peer, EV_READ);
-    }
-    if (*eof_flag(c, !s.is_client) && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-        shutdown(bufferevent_getfd(bev), SHUT_WR);
-        conn_hold(c);
-        maybe_finish(c);
-        conn_release(c);
-    }
-}
-
-static void tunnel_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    struct conn *c = arg;
-    struct side s = side_of(c, bev);
+    struct timeval tv = {.tv_sec = idle_ms / 1000, .tv_usec = (idle_ms % 1000) * 1000};
+    evtimer_add(t->idle, &tv);
     conn_hold(c);
-    if (what & BEV_EVENT_TIMEOUT) {
-        const struct proxy_config *cfg = c->w->server->cfg;
-        int64_t idle_us = proxy_now_mono_us() - c->tunnel_last_us;
-        if (idle_us < (int64_t)cfg->timeouts.idle_tunnel_ms * 1000) {
-            bufferevent_enable(bev, EV_READ); /* the other direction was busy */
-        } else {
-            tunnel_end(c, "idle_timeout");
-        }
-    } else if (what & BEV_EVENT_ERROR) {
-        tunnel_end(c, s.is_client ? "client_error" : "upstream_error");
-    } else if (what & BEV_EVENT_EOF) {
-        int *eof = eof_flag(c, s.is_client);
-        if (!*eof) {
-            *eof = 1;
-            if (!*eof_flag(c, !s.is_client))
-                c->tunnel_client_first = s.is_client;
-            bufferevent_disable(bev, EV_READ);
-            bufferevent_setwatermark(s.peer, EV_WRITE, 0, 0);
-            propagate_eof(s.peer);
-        }
-        maybe_finish(c);
-    }
+    event_add(t->side[0].rd, NULL);
+    event_add(t->side[1].rd, NULL);
+    if (flush_side(&t->side[0]) == 0 && c->tunnel)
+        flush_side(&t->side[1]);
     conn_release(c);
 }

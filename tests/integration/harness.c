@@ -1141,3 +1141,34 @@ int h_closed_port(void)
     close(fd);
     return port;
 }
+
+static unsigned long long origin_generated(struct h_env *e)
+{
+    char req[128];
+    size_t len;
+    int n = snprintf(req, sizeof(req), "GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    char *reply = h_raw("127.0.0.1", e->http_port, req, (size_t)n, 5000, &len);
+    const char *g = strstr(reply, "generated ");
+    unsigned long long v = g ? strtoull(g + 10, NULL, 10) : 0;
+    if (!g)
+        fail_msg("origin /stats has no generated count: %s", reply);
+    free(reply);
+    return v;
+}
+
+unsigned long long h_origin_generated_settled(struct h_env *e)
+{
+    long long end = now_ms() + 20000;
+    unsigned long long last = origin_generated(e);
+    int same = 0;
+    while (same < 10) {
+        if (now_ms() > end)
+            fail_msg("the origin never stalled: %llu bytes generated and counting", last);
+        struct timespec ts = {0, 20 * 1000000};
+        nanosleep(&ts, NULL);
+        unsigned long long v = origin_generated(e);
+        same = v == last ? same + 1 : 0;
+        last = v;
+    }
+    return last;
+}

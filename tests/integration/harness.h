@@ -150,6 +150,11 @@ char *h_raw(const char *host, int port, const void *req, size_t reqlen, int dead
  * copied into <out>; 0, or -1 if absent. */
 int h_header(const char *headers, const char *name, char *out, size_t outlen);
 
+/* Body bytes the origin has generated so far, read from its /stats once the number has stopped
+ * growing (the same over 10 polls 20 ms apart, bounded by 20 s; the test fails if it never settles).
+ * A client that stops reading must stall the origin through the proxy: this is how a test sees it. */
+unsigned long long h_origin_generated_settled(struct h_env *e);
+
 /* Reads the whole record with audit-query into e->events (asserting exit 0 and one JSON object per line),
  * and checks the invariants that hold for every record: seq strictly increasing, "schema" vigil.event/1,
  * time RFC 3339 UTC, a proxy.config event, no audit.loss, 26-character flow ids, exactly one flow.end per

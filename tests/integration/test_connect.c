@@ -274,9 +274,56 @@ static void test_connect_idle_tunnel_closed(void **state)
     h_done(e);
 }
 
+/* A client that stops reading a 512 MB response after its first bytes: returns the bytes the
+ * origin could generate before back-pressure stalled it, and leaves the connection closed. */
+static unsigned long long stalled_download(struct h_env *e, int tunnel)
+{
+    struct h_conn c;
+    char req[512];
+    int n;
+
+    h_conn_open(&c, "127.0.0.1", e->proxy_port);
+    if (tunnel) {
+        n = snprintf(req, sizeof(req), "CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", e->http_port,
+                     e->http_port);
+        assert_int_equal(h_conn_send(&c, req, (size_t)n, 5000), 0);
+        assert_int_equal(h_conn_read_until(&c, "\r\n\r\n", 5000), 0);
+        h_conn_consume(&c, c.len);
+        n = snprintf(req, sizeof(req), "GET /bytes/536870912 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", e->http_port);
+    } else {
+        n = snprintf(req, sizeof(req), "GET http://127.0.0.1:%d/bytes/536870912 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n",
+                     e->http_port, e->http_port);
+    }
+    assert_int_equal(h_conn_send(&c, req, (size_t)n, 5000), 0);
+    assert_int_equal(h_conn_read_until(&c, "\r\n\r\n", 5000), 0);
+    unsigned long long generated = h_origin_generated_settled(e);
+    h_conn_close(&c);
+    return generated;
+}
+/* a client that stops reading stalls the origin through the proxy (back-pressure): far less
+ * than the 512 MB response is ever generated, so the proxy buffered a bounded amount */
+static void test_connect_slow_reader_bounded_buffering(void **state)
+{
+    struct h_env *e = *state;
+
+    h_start(e, NULL, H_DEFAULT);
+    unsigned long long generated = stalled_download(e, 1);
+    /* socket buffers on both legs (loopback autotuning allows tens of MB) plus the proxy's own */
+    assert_true(generated < 128ULL * 1024 * 1024);
+    h_stop_vigil(e);
+
+    h_record(e);
+    json_t *ends = h_filter(e->events, NULL, "flow.end", NULL);
+    assert_int_equal(json_array_size(ends), 1);
+    assert_true(h_int(json_array_get(ends, 0), "bytes.down") <= (long long)generated);
+    json_decref(ends);
+    h_done(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_connect_slow_reader_bounded_buffering, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_connect_https_get_tunnelled_and_recorded, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_connect_large_download_exact, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_connect_sequential_requests_share_tunnel, h_setup, h_teardown),

@@ -14,7 +14,8 @@
  *   GET  /slow/MS     an empty-ish 200 after MS milliseconds (a timer; the loop keeps serving)
  *   GET  /eof/N       N bytes with neither Content-Length nor chunked: the body ends when we close
  *   GET  /headers     the request headers as received, one "Name: value" per line
- *   GET  /stats       "connections N\n": TCP connections accepted so far on this listener
+ *   GET  /stats       "connections N\ngenerated M\n": TCP connections accepted so far on this listener,
+ *                     and body bytes generated for /bytes and /chunked on all listeners (back-pressure tests)
  *
  * It is its own small HTTP/1.1 server on bufferevents rather than evhttp so that it says exactly what the
  * tests need (a body delimited by close, the headers as they arrived, a connection count) and nothing
@@ -204,6 +205,9 @@ static void response_done(struct conn *c)
     conn_reset_request(c); /* the caller goes on parsing */
 }
 
+/* body bytes generate() produced, all listeners: a stalled reader shows as a number that stops growing */
+static unsigned long long generated_total;
+
 static void fill_pattern(char *buf, size_t n, uint64_t pos)
 {
     for (size_t i = 0; i < n; i++)
@@ -228,6 +232,7 @@ static void generate(struct conn *c)
             evbuffer_add(out, "\r\n", 2);
         c->gen_pos += n;
         c->gen_left -= n;
+        generated_total += n;
     }
     if (c->gen_left == 0) {
         if (c->gen_chunked)
@@ -393,8 +398,8 @@ static void dispatch(struct conn *c)
             evbuffer_add_buffer(bufferevent_get_output(c->bev), c->headers);
         response_done(c);
     } else if (strcmp(p, "/stats") == 0) {
-        char body[64];
-        int len = snprintf(body, sizeof(body), "connections %lu\n", c->l->accepted);
+        char body[96];
+        int len = snprintf(body, sizeof(body), "connections %lu\ngenerated %llu\n", c->l->accepted, generated_total);
         if (!is_get(c)) {
             respond_error(c, 405, "GET only");
             return;
