@@ -108,7 +108,7 @@ static void test_origin_headers_and_stats_keepalive(void **state)
     assert_non_null(strstr(r.body[0], "X-Foo: 1\n"));
     assert_non_null(strstr(r.body[0], "Host: 127.0.0.1:"));
     assert_non_null(strstr(r.err, "Re-using existing connection"));
-    assert_string_equal(r.body[1], "connections 1\n");
+    assert_true(strncmp(r.body[1], "connections 1\n", 14) == 0);
     h_result_fini(&r);
     h_done(e);
 }
