@@ -32,6 +32,7 @@
 #include "audit/diag.h"
 #include "audit/sink.h"
 
+#define PIPELINE_IDLE_MAX_US 8000 /* longest sleep while the ring stays empty */
 #define PIPELINE_BATCH 256
 #define PIPELINE_LOSS_RING 2          /* ring overflow or ring full; serialization failure */
 #define PIPELINE_RETRY_MIN_MS 10
@@ -303,6 +304,8 @@ static void *pipeline_main(void *arg)
     struct audit_event *batch = p->evs + p->nloss_slots;
     uint64_t supp;
 
+    unsigned idle_us = p->idle_sleep_us;
+
     p->last_tick_us = audit_mono_us();
     p->last_sinkloss_us = p->last_tick_us;
     for (;;) {
@@ -319,10 +322,20 @@ static void *pipeline_main(void *arg)
         if (n + nloss > 0)
             write_batch(p, batch - nloss, n + nloss);
         tick_if_due(p);
-        if (n == 0) {
+        /* A full batch: more is waiting. Otherwise let events accumulate rather than wake for
+         * each one (fewer, larger batches and fewer wake-ups competing with the workers), and
+         * back off further while the ring stays empty, up to PIPELINE_IDLE_MAX_US. */
+        if (n == PIPELINE_BATCH) {
+            idle_us = p->idle_sleep_us;
+        } else if (n > 0) {
+            idle_us = p->idle_sleep_us;
+            sleep_us(idle_us);
+        } else {
             if (stopping)
                 break;
-            sleep_us(p->idle_sleep_us);
+            sleep_us(idle_us);
+            if (idle_us < PIPELINE_IDLE_MAX_US)
+                idle_us = idle_us * 2 < PIPELINE_IDLE_MAX_US ? idle_us * 2 : PIPELINE_IDLE_MAX_US;
         }
     }
 
