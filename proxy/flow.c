@@ -433,6 +433,7 @@ static int parse_absolute_url(struct conn *c, const char **reason)
 }
 
 static void on_resolved(struct conn *c, int err, const struct sockaddr *sa, socklen_t salen);
+static void admit_flow(struct conn *c);
 
 /* The request head is complete: validate it, record pre_dns and resolve. */
 static void process_request_head(struct conn *c)
@@ -469,9 +470,24 @@ static void process_request_head(struct conn *c)
         f->req_chunked = (p->flags & F_CHUNKED) != 0;
         f->req_keepalive = llhttp_should_keep_alive(p);
     }
-    /* no flow without a record: refuse when the ring cannot take this flow's events */
-    if (audit_ring_admit(c->w->server->ring) == -1 || emit_phase(c, AUDIT_PHASE_PRE_DNS) == -1) {
-        f->refused = 1;
+    admit_flow(c);
+}
+
+/* No flow without a record. Under fail_closed (and drop, whose admission never fails but whose
+ * emit can) a flow the ring cannot take is refused with 503, counted by the ring and reported
+ * in audit.loss; under block it waits, its head held, until the ring has room. */
+static void admit_flow(struct conn *c)
+{
+    struct audit_ring *ring = c->w->server->ring;
+    if (audit_ring_admit(ring) == -1 && audit_ring_policy(ring) == AUDIT_OVERFLOW_BLOCK) {
+        c->state = CONN_WAIT_RING;
+        conn_set_timer(c, PROXY_RING_RETRY_MS);
+        return;
+    }
+    if (c->state == CONN_WAIT_RING)
+        evtimer_del(c->timer);
+    if (emit_phase(c, AUDIT_PHASE_PRE_DNS) == -1) {
+        c->flow.refused = 1;
         conn_send_error(c, 503, "audit_ring_full", "the audit record cannot keep up; try again");
         return;
     }
@@ -998,6 +1014,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         break;
     case CONN_CONNECTING:
         conn_send_error(c, 504, "connect_timeout", "the upstream did not accept the connection in time");
+        break;
+    case CONN_WAIT_RING:
+        admit_flow(c);
         break;
     default:
         break;

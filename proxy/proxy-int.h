@@ -30,6 +30,7 @@
 #define PROXY_MAX_HEADERS 1000
 #define PROXY_HIGH_WATER (256 * 1024) /* bytes queued toward a peer before we stop reading the other */
 #define PROXY_READ_HIGH (64 * 1024)   /* unparsed input kept before a bufferevent stops reading */
+#define PROXY_RING_RETRY_MS 5         /* overflow policy "block": how often a waiting flow retries */
 
 struct proxy_worker;
 struct conn;
@@ -58,6 +59,7 @@ struct upstream {
 enum conn_state {
     CONN_IDLE = 0,  /* waiting for a request (keep-alive) */
     CONN_HEAD,      /* reading request headers */
+    CONN_WAIT_RING, /* overflow policy "block": the head waits for room in the ring */
     CONN_RESOLVING, /* pre_dns done, waiting for evdns */
     CONN_CONNECTING,
     CONN_FORWARD,   /* HTTP: request going up, response coming down */

@@ -9,8 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD_PKGS="build-essential cmake pkg-config libssl-dev libevent-dev node-llhttp librdkafka-dev libzstd-dev
-  libsodium-dev libcmocka-dev libjansson-dev libvectorscan-dev"
-TEST_PKGS="curl openssl zstd"
+  libsodium-dev libcmocka-dev libjansson-dev libvectorscan-dev zstd"
+TEST_PKGS="curl openssl"
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
