@@ -26,6 +26,34 @@ enum sink_result {
     SINK_FAIL,   /* the batch is lost; the pipeline counts it and reports an audit.loss */
 };
 
+/* Health, for /readyz and diagnostics. */
+enum sink_health {
+    SINK_HEALTHY = 0, /* delivering */
+    SINK_DEGRADED,    /* accepting, but its peer is away (spooling, reconnecting) */
+    SINK_DOWN,        /* not accepting records */
+};
+
+/* Counters a sink reports for /metrics: totals since open. */
+struct sink_stats {
+    uint64_t delivered; /* records written out or acknowledged by the peer */
+    uint64_t pending;   /* accepted, not yet delivered (buffered, in flight); a gauge */
+    uint64_t spooled;   /* records put in the sink's disk spool while its peer was away */
+    uint64_t replayed;  /* records taken back from the spool and delivered */
+};
+
+/* Output format of a sink's records (config "format"). */
+enum sink_format {
+    SINK_FORMAT_NATIVE = 0, /* vigil.event/1 JSON as serialized */
+    SINK_FORMAT_OCSF,       /* OCSF HTTP Activity (class_uid 4002) JSON */
+};
+
+/* What the pipeline does when a sink's own queue is full (config "on_full"). */
+enum sink_on_full {
+    SINK_ON_FULL_BLOCK = 0, /* wait: the pipeline, then the ring, back up (its overflow policy applies) */
+    SINK_ON_FULL_SPILL,     /* write the overflow to disk and replay it when the sink catches up */
+    SINK_ON_FULL_DROP,      /* count it; an audit.loss event reports the count */
+};
+
 /* What every sink may need from the process. Borrowed during open. */
 struct sink_env {
     const char *data_dir; /* DATA_DIR; the file sink writes under DATA_DIR/audit */
@@ -48,6 +76,10 @@ struct sink_ops {
     int (*flush)(struct sink *s, int timeout_ms);
     /* Frees s->ctx; must cope with a failed open (ctx NULL or partial). */
     void (*close)(struct sink *s);
+    /* Health and counters. Called from any thread (the admin endpoint) while the sink runs:
+     * implementations read atomics, never take the sink's own locks for long. */
+    enum sink_health (*health)(struct sink *s);
+    void (*stats)(struct sink *s, struct sink_stats *out);
 };
 
 struct sink {
@@ -55,6 +87,10 @@ struct sink {
     char *name;       /* config name (default: the type), used in diagnostics */
     void *ctx;        /* the implementation's state */
     uint64_t dropped; /* records lost since the last audit.loss; the pipeline adds to it */
+    /* Keys every sink takes, parsed by the registry before ops->open: */
+    enum sink_format format;   /* "format" */
+    enum sink_on_full on_full; /* "on_full" */
+    int required;              /* "required": /readyz fails while this sink is not healthy */
 };
 
 #endif
