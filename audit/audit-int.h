@@ -32,6 +32,8 @@ static inline int64_t audit_mono_us(void)
 /* Upper bound of the JSON text audit_event_to_json() writes for an event whose text area
  * holds <text_used> bytes: every text byte may become a 6-byte escape, the rest is bounded. */
 #define AUDIT_JSON_FIXED_MAX 1536
-#define AUDIT_JSON_MAX(text_used) (AUDIT_JSON_FIXED_MAX + 6 * (size_t)(text_used))
+/* A byte of text becomes at most 6 (an escape); a packed list entry (at least 5 bytes of text)
+ * also gains at most 48 bytes of member names and punctuation: 16 per byte covers both. */
+#define AUDIT_JSON_MAX(text_used) (AUDIT_JSON_FIXED_MAX + 16 * (size_t)(text_used))
 
 #endif

@@ -50,6 +50,12 @@ enum audit_str {
     AUDIT_STR_QUERY,           /* "request.query" (without the '?') */
     AUDIT_STR_CONTENT_TYPE,    /* "response.content_type" */
     AUDIT_STR_LISTENER,        /* "listener": the listen address the client came in on */
+    AUDIT_STR_PRINCIPAL,       /* "principal": the authenticated proxy user */
+    /* Lists, packed: entries end with '\n', their members are separated by '\t'. */
+    AUDIT_STR_ALERTS,          /* "alerts": group \t id \t priority */
+    AUDIT_STR_DRY_RUN,         /* "dry_run": group \t id \t priority \t action it would have taken */
+    AUDIT_STR_UNEVALUABLE,     /* "unevaluable": group \t id \t priority \t condition */
+    AUDIT_STR_DNS_ANSWERS,     /* "dns.answers": address \n address ... */
     AUDIT_STR_COUNT
 };
 
@@ -64,6 +70,7 @@ enum audit_flag {
     AUDIT_F_RULE = 1u << 6,        /* rule {group, id, priority} or {"id":"default"} */
     AUDIT_F_TRUNCATED = 1u << 7,   /* some string did not fit the text area: "truncated": true */
     AUDIT_F_FLOW = 1u << 8,        /* flow_id is set */
+    AUDIT_F_DNS = 1u << 9,         /* dns {answers, used (= destination.ip), latency_ms} */
 };
 
 struct audit_ip {
@@ -94,6 +101,7 @@ struct audit_event {
     uint64_t duration_us;
     uint64_t lost;          /* audit.loss: events lost */
     uint64_t refused;       /* audit.loss: flows refused because the ring was full (fail_closed) */
+    uint64_t dns_latency_us; /* with AUDIT_F_DNS: how long the resolver took */
     uint16_t str_off[AUDIT_STR_COUNT];
     uint16_t str_len[AUDIT_STR_COUNT];
     uint16_t text_used;
@@ -103,6 +111,12 @@ struct audit_event {
 /* Zeroes <ev>, sets its kind and time (CLOCK_REALTIME, a vDSO call, no syscall) and marks
  * content_length unknown. Any thread. */
 void audit_event_init(struct audit_event *ev, enum audit_event_kind kind);
+
+/* Appends one entry to the packed list field <f> (AUDIT_STR_ALERTS ...): its <n> members,
+ * separated by '\t', then '\n'. Only while <f> is the last field set (build a list in one go).
+ * Members must not contain '\t' or '\n'. 0, or -1 when the text area is full (then the entry
+ * is left out and AUDIT_F_TRUNCATED set). */
+int audit_event_list_add(struct audit_event *ev, enum audit_str f, const char *const *members, size_t n);
 
 /* Stores <len> bytes of <s> as field <f> (replacing an earlier value only by appending: set
  * each field once). Returns 0, or -1 when the text area was too small: a prefix is kept and
@@ -162,6 +176,12 @@ int audit_buf_append(struct audit_buf *b, const void *p, size_t n); /* 0, or -1 
  * Fields follow schemas/event.schema.json; strings are escaped as JSON requires (bytes that
  * are not valid UTF-8 become U+FFFD). Returns 0, or -1 when <out> could not grow. */
 int audit_event_to_json(const struct audit_event *ev, uint64_t seq, struct audit_buf *out);
+
+/* Appends the OCSF form of <ev> (schemas/ocsf-mapping.md: HTTP Activity, class_uid 4002, for
+ * flow events; Device Config State Change 5019 for proxy.config; Base Event 0 for
+ * audit.loss) with sequence number <seq> and chain <chain_hex> (64 hex digits, or NULL) to
+ * <out>, without a newline. Returns 0, or -1 when <out> could not grow. */
+int audit_event_to_ocsf(const struct audit_event *ev, uint64_t seq, const char *chain_hex, struct audit_buf *out);
 
 /* RFC 3339 UTC with microseconds ("2026-11-26T16:30:45.123456Z") of <time_us>. */
 void audit_format_time(int64_t time_us, char out[32]);
@@ -223,10 +243,17 @@ struct audit_pipeline_opts {
     unsigned idle_sleep_us; /* sleep when the ring is empty; 0 = 1000 */
     unsigned tick_ms;       /* how often sinks get their tick; 0 = 100 */
     uint64_t last_seq;      /* seq of the last record already stored (a restart continues after it) */
+    uint8_t last_chain[32]; /* its chain; all zero for a fresh data directory */
+    size_t queue_records;   /* each sink's queue holds about this many records; 0 = 16384 */
+    const char *spool_dir;  /* on_full "spill" spools under <spool_dir>/<sink name>/ (DATA_DIR/spool);
+                             * NULL: spill behaves as block */
+    uint64_t spool_max_bytes; /* per sink; 0 = 1 GiB */
 };
 
 /* A pipeline that drains <ring> into <sinks> (borrowed: they must outlive the pipeline;
- * <nsinks> may be 0 for tests). <o> may be NULL. NULL with <err> on failure. */
+ * <nsinks> may be 0 for tests). Each sink gets its own bounded queue and delivery thread
+ * (started by audit_pipeline_start()), so a slow sink holds up the others only once its
+ * queue is full, and then as its on_full says. <o> may be NULL. NULL with <err> on failure. */
 struct audit_pipeline *audit_pipeline_new(struct audit_ring *ring, struct sink *const *sinks, size_t nsinks,
                                           const struct audit_pipeline_opts *o, char *err, size_t errlen);
 
@@ -240,5 +267,14 @@ void audit_pipeline_free(struct audit_pipeline *p); /* stops it first if running
 
 /* Records written to the sinks so far (the last seq handed out). Any thread. */
 uint64_t audit_pipeline_seq(const struct audit_pipeline *p);
+
+/* The queue of sink <i> (in the order given to audit_pipeline_new()), for metrics. */
+struct audit_pipeline_sink_stats {
+    uint64_t queued;  /* records waiting in its queue (a gauge) */
+    uint64_t dropped; /* records lost to it since start: on_full drop, failed writes */
+    uint64_t spilled; /* records put in its spool under on_full spill */
+    uint64_t blocked; /* times the pipeline waited for its queue (on_full block) */
+};
+void audit_pipeline_sink_stats(const struct audit_pipeline *p, size_t i, struct audit_pipeline_sink_stats *out);
 
 #endif

@@ -78,6 +78,34 @@ int audit_event_set_str(struct audit_event *ev, enum audit_str f, const char *s,
     return 0;
 }
 
+int audit_event_list_add(struct audit_event *ev, enum audit_str f, const char *const *members, size_t n)
+{
+    size_t need = 0, used = ev->text_used;
+
+    if ((unsigned)f >= AUDIT_STR_COUNT || used > AUDIT_TEXT_MAX)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        need += strlen(members[i]) + 1; /* a '\t' between members, '\n' after the last */
+    if (ev->str_len[f] == 0)
+        ev->str_off[f] = (uint16_t)used;
+    else if ((size_t)ev->str_off[f] + ev->str_len[f] != used)
+        return -1; /* another field was set since: the list would not be contiguous */
+    if (need > AUDIT_TEXT_MAX - used) {
+        ev->flags |= AUDIT_F_TRUNCATED;
+        return -1;
+    }
+    char *p = ev->text + used;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(members[i]);
+        memcpy(p, members[i], l);
+        p += l;
+        *p++ = i + 1 < n ? '\t' : '\n';
+    }
+    ev->str_len[f] = (uint16_t)(ev->str_len[f] + need);
+    ev->text_used = (uint16_t)(used + need);
+    return 0;
+}
+
 const char *audit_event_str(const struct audit_event *ev, enum audit_str f, size_t *len)
 {
     size_t off, n, used;
@@ -471,6 +499,61 @@ static char *put_addr(char *p, const struct audit_ip *ip)
     return p;
 }
 
+/* Writes a packed list field as a JSON array of objects whose members are named by <keys>
+ * (<nkeys> of them); a key starting with '#' is written as a number. */
+static char *put_list(char *p, const struct audit_event *ev, enum audit_str f, const char *name,
+                      const char *const *keys, size_t nkeys)
+{
+    size_t len;
+    const char *s = audit_event_str(ev, f, &len);
+    const char *end;
+
+    if (s == NULL)
+        return p;
+    end = s + len;
+    *p++ = ',';
+    *p++ = '"';
+    memcpy(p, name, strlen(name));
+    p += strlen(name);
+    PUT_LIT(p, "\":[");
+    for (int entry = 0; s < end; entry++) {
+        const char *eol = memchr(s, '\n', (size_t)(end - s));
+        if (eol == NULL)
+            eol = end;
+        if (entry)
+            *p++ = ',';
+        *p++ = '{';
+        for (size_t k = 0; k < nkeys; k++) {
+            const char *m = s;
+            while (s < eol && *s != '\t')
+                s++;
+            int num = keys[k][0] == '#';
+            const char *key = keys[k] + num;
+            if (k)
+                *p++ = ',';
+            *p++ = '"';
+            memcpy(p, key, strlen(key));
+            p += strlen(key);
+            *p++ = '"';
+            *p++ = ':';
+            if (num && s > m) {
+                memcpy(p, m, (size_t)(s - m));
+                p += s - m;
+            } else if (num) {
+                *p++ = '0';
+            } else {
+                p = put_str(p, m, (size_t)(s - m));
+            }
+            if (s < eol)
+                s++; /* the '\t' */
+        }
+        *p++ = '}';
+        s = eol + 1;
+    }
+    *p++ = ']';
+    return p;
+}
+
 /* Serializes <ev> at <p>, which has room for AUDIT_JSON_MAX of its strings; returns the end. */
 static char *event_json(char *p, const struct audit_event *ev, const char *kind, uint64_t seq)
 {
@@ -522,6 +605,13 @@ static char *event_json(char *p, const struct audit_event *ev, const char *kind,
             *p++ = '}';
         }
     }
+    {
+        static const char *const rule_keys[] = {"group", "id", "#priority", "action"};
+        static const char *const unev_keys[] = {"group", "id", "#priority", "condition"};
+        p = put_list(p, ev, AUDIT_STR_ALERTS, "alerts", rule_keys, 3);
+        p = put_list(p, ev, AUDIT_STR_DRY_RUN, "dry_run", rule_keys, 4);
+        p = put_list(p, ev, AUDIT_STR_UNEVALUABLE, "unevaluable", unev_keys, 4);
+    }
     first = 0;
     PUT_FIELD(p, ev, AUDIT_STR_REASON, ",\"reason\":", &first);
     PUT_FIELD(p, ev, AUDIT_STR_CONFIG_VERSION, ",\"config_version\":", &first);
@@ -530,6 +620,7 @@ static char *event_json(char *p, const struct audit_event *ev, const char *kind,
         PUT_LIT(p, ",\"client\":");
         p = put_addr(p, &ev->client);
     }
+    PUT_FIELD(p, ev, AUDIT_STR_PRINCIPAL, ",\"principal\":", &first);
     if (fl & AUDIT_F_REQUEST) {
         first = 1;
         PUT_LIT(p, ",\"request\":{");
@@ -550,6 +641,31 @@ static char *event_json(char *p, const struct audit_event *ev, const char *kind,
     if (fl & AUDIT_F_DESTINATION) {
         PUT_LIT(p, ",\"destination\":");
         p = put_addr(p, &ev->destination);
+    }
+    if (fl & AUDIT_F_DNS) {
+        size_t len;
+        const char *a = audit_event_str(ev, AUDIT_STR_DNS_ANSWERS, &len), *end = a + len;
+        PUT_LIT(p, ",\"dns\":{\"answers\":[");
+        for (int n = 0; a != NULL && a < end; n++) {
+            const char *eol = memchr(a, '\n', (size_t)(end - a));
+            if (eol == NULL)
+                eol = end;
+            if (n)
+                *p++ = ',';
+            p = put_str(p, a, (size_t)(eol - a));
+            a = eol + 1;
+        }
+        *p++ = ']';
+        if (fl & AUDIT_F_DESTINATION && ev->destination.family != 0) {
+            PUT_LIT(p, ",\"used\":\"");
+            p = put_ip(p, &ev->destination);
+            *p++ = '"';
+        }
+        PUT_LIT(p, ",\"latency_ms\":");
+        p = put_u64(p, ev->dns_latency_us / 1000);
+        *p++ = '.';
+        p = put_fixed(p, ev->dns_latency_us % 1000, 3);
+        *p++ = '}';
     }
     if (fl & AUDIT_F_RESPONSE) {
         first = 1;

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
 #include <zstd.h>
 
 #define DUP_MAX 1000 /* "-<n>" suffixes tried before giving up */
@@ -92,23 +93,27 @@ static int fsync_dir(const char *path)
 
 /* ---- writer ---- */
 
-int audit_segment_prepare(const char *data_dir, char *err, size_t errlen)
+int audit_segment_default_dir(const char *data_dir, char *out, size_t outlen)
 {
-    size_t len;
+    int n = snprintf(out, outlen, "%s/%s", data_dir, AUDIT_SEGMENT_SUBDIR);
+
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+int audit_segment_prepare(const char *dir, char *err, size_t errlen)
+{
     char *path;
     int created;
 
-    if (data_dir == NULL || *data_dir == '\0') {
-        set_err(err, errlen, "no data directory");
+    if (dir == NULL || *dir == '\0') {
+        set_err(err, errlen, "no segment directory");
         return -1;
     }
-    len = strlen(data_dir) + sizeof("/" AUDIT_SEGMENT_SUBDIR);
-    path = malloc(len);
+    path = strdup(dir);
     if (path == NULL) {
         set_err(err, errlen, "out of memory");
         return -1;
     }
-    snprintf(path, len, "%s/%s", data_dir, AUDIT_SEGMENT_SUBDIR);
     if (make_dirs(path, AUDIT_SEGMENT_DIR_MODE, &created) == -1) {
         set_err(err, errlen, "cannot create %s: %s", path, strerror(errno));
         free(path);
@@ -138,10 +143,11 @@ struct audit_segment_writer {
     size_t out_cap;
     size_t out_done;    /* bytes of <out> already in the file */
     uint64_t out_frames; /* frames in <out> */
+    crypto_generichash_state hash; /* over every byte written to the file */
     struct audit_segment_info info;
 };
 
-struct audit_segment_writer *audit_segment_writer_open(const char *data_dir, uint64_t first_seq, int64_t time_us,
+struct audit_segment_writer *audit_segment_writer_open(const char *dir, uint64_t first_seq, int64_t time_us,
                                                        int level, char *err, size_t errlen)
 {
     struct audit_segment_writer *w;
@@ -150,20 +156,21 @@ struct audit_segment_writer *audit_segment_writer_open(const char *data_dir, uin
     size_t r;
     unsigned dup;
 
-    if (data_dir == NULL || *data_dir == '\0') {
-        set_err(err, errlen, "no data directory");
+    if (dir == NULL || *dir == '\0') {
+        set_err(err, errlen, "no segment directory");
         return NULL;
     }
     w = calloc(1, sizeof(*w));
     if (w == NULL)
         goto oom;
     w->fd = -1;
+    crypto_generichash_init(&w->hash, NULL, 0, 32);
     format_date(time_us, date);
-    dirlen = strlen(data_dir) + sizeof("/" AUDIT_SEGMENT_SUBDIR "/") + sizeof(date);
+    dirlen = strlen(dir) + 1 + sizeof(date);
     w->dir = malloc(dirlen);
     if (w->dir == NULL)
         goto oom;
-    snprintf(w->dir, dirlen, "%s/%s/%s", data_dir, AUDIT_SEGMENT_SUBDIR, date);
+    snprintf(w->dir, dirlen, "%s/%s", dir, date);
     if (make_dirs(w->dir, AUDIT_SEGMENT_DIR_MODE, &w->dir_created) == -1) {
         set_err(err, errlen, "cannot create %s: %s", w->dir, strerror(errno));
         goto fail;
@@ -276,6 +283,7 @@ static int write_out(struct audit_segment_writer *w, char *err, size_t errlen)
             set_err(err, errlen, "write %s: wrote nothing", w->path);
             return -1;
         }
+        crypto_generichash_update(&w->hash, (const unsigned char *)w->out + w->out_done, (size_t)n);
         w->out_done += (size_t)n;
         w->info.bytes_written += (uint64_t)n;
     }
@@ -388,6 +396,13 @@ const char *audit_segment_writer_path(const struct audit_segment_writer *w)
     return w->path;
 }
 
+void audit_segment_writer_hash(const struct audit_segment_writer *w, uint8_t out[32])
+{
+    crypto_generichash_state st = w->hash; /* finishing consumes the state: use a copy */
+
+    crypto_generichash_final(&st, out, 32);
+}
+
 int audit_segment_writer_close(struct audit_segment_writer *w, char *err, size_t errlen)
 {
     int rc = 0;
@@ -476,6 +491,24 @@ void audit_segment_list_free(struct audit_segment_entry *list, size_t n)
 
 int audit_segment_list(const char *data_dir, struct audit_segment_entry **out, size_t *n, char *err, size_t errlen)
 {
+    size_t len = strlen(data_dir) + sizeof("/" AUDIT_SEGMENT_SUBDIR);
+    char *dir = malloc(len);
+    int rc;
+
+    *out = NULL;
+    *n = 0;
+    if (dir == NULL) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    snprintf(dir, len, "%s/%s", data_dir, AUDIT_SEGMENT_SUBDIR);
+    rc = audit_segment_list_dir(dir, out, n, err, errlen);
+    free(dir);
+    return rc;
+}
+
+int audit_segment_list_dir(const char *dir, struct audit_segment_entry **out, size_t *n, char *err, size_t errlen)
+{
     struct audit_segment_entry *list = NULL;
     size_t len = 0, cap = 0;
     DIR *top = NULL, *sub = NULL;
@@ -485,12 +518,11 @@ int audit_segment_list(const char *data_dir, struct audit_segment_entry **out, s
 
     *out = NULL;
     *n = 0;
-    top_len = strlen(data_dir) + sizeof("/" AUDIT_SEGMENT_SUBDIR);
-    top_path = malloc(top_len);
+    top_len = strlen(dir) + 1;
+    top_path = strdup(dir);
     sub_path = malloc(top_len + 12);
     if (top_path == NULL || sub_path == NULL)
         goto oom;
-    snprintf(top_path, top_len, "%s/%s", data_dir, AUDIT_SEGMENT_SUBDIR);
     top = opendir(top_path);
     if (top == NULL) {
         if (errno == ENOENT) {
@@ -745,15 +777,17 @@ void audit_segment_reader_close(struct audit_segment_reader *r)
     free(r);
 }
 
-/* The "seq" member of a stored record line; 0 when absent. */
-static uint64_t line_seq(const char *line, size_t len)
+/* The unsigned integer member <key> ("\"seq\":") of a stored record line; 0 when absent. */
+static uint64_t line_uint(const char *line, size_t len, const char *key, size_t keylen)
 {
     const char *end = line + len, *p = line;
-    while ((p = memmem(p, (size_t)(end - p), "\"seq\":", 6)) != NULL) {
-        p += 6;
+
+    while ((p = memmem(p, (size_t)(end - p), key, keylen)) != NULL) {
         uint64_t v = 0;
         int digits = 0;
-        while (p < end && *p >= '0' && *p <= '9') {
+
+        p += keylen;
+        while (p < end && *p >= '0' && *p <= '9' && digits < 20) {
             v = v * 10 + (uint64_t)(*p++ - '0');
             digits++;
         }
@@ -763,27 +797,116 @@ static uint64_t line_seq(const char *line, size_t len)
     return 0;
 }
 
-int audit_segment_last_seq(const char *data_dir, uint64_t *out, char *err, size_t errlen)
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    int64_t era;
+    unsigned yoe, doy, doe;
+
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = (unsigned)(y - era * 400);
+    doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+/* The "time" member (RFC 3339 UTC with microseconds, as audit_format_time() writes it) of a
+ * stored line in microseconds since the epoch; 0 when absent or malformed. */
+static int64_t line_time(const char *line, size_t len)
+{
+    static const char key[] = "\"time\":\"";
+    const char *p = memmem(line, len, key, sizeof(key) - 1);
+    unsigned v[7] = {0};
+    static const int width[7] = {4, 2, 2, 2, 2, 2, 6};
+    static const char sep[7] = {'-', '-', 'T', ':', ':', '.', 'Z'};
+
+    if (p == NULL)
+        return 0;
+    p += sizeof(key) - 1;
+    if ((size_t)(line + len - p) < 27)
+        return 0;
+    for (int i = 0; i < 7; i++) {
+        for (int k = 0; k < width[i]; k++, p++) {
+            if (*p < '0' || *p > '9')
+                return 0;
+            v[i] = v[i] * 10 + (unsigned)(*p - '0');
+        }
+        if (*p++ != sep[i])
+            return 0;
+    }
+    return ((days_from_civil(v[0], v[1], v[2]) * 86400 + v[3] * 3600 + v[4] * 60 + v[5]) * 1000000) + v[6];
+}
+
+int audit_segment_scan(const char *path, struct audit_segment_scan *out, char *err, size_t errlen)
+{
+    struct audit_segment_reader *r;
+    struct stat st;
+    const char *line;
+    size_t len;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    r = audit_segment_reader_open(path, err, errlen);
+    if (r == NULL)
+        return -1;
+    if (fstat(r->fd, &st) == -1) {
+        set_err(err, errlen, "stat %s: %s", path, strerror(errno));
+        audit_segment_reader_close(r);
+        return -1;
+    }
+    out->size = (uint64_t)st.st_size;
+    while ((rc = audit_segment_reader_next(r, &line, &len, out->damage, sizeof(out->damage))) == 1) {
+        uint64_t seq = line_uint(line, len, "\"seq\":", 6);
+        int64_t t = line_time(line, len);
+
+        if (out->records == 0) {
+            out->first_seq = seq;
+            out->first_time_us = t;
+        }
+        out->last_seq = seq;
+        out->last_time_us = t;
+        out->has_last_chain = audit_chain_find(line, len, out->last_chain) == 0;
+        out->records++;
+    }
+    if (rc == 0)
+        out->damage[0] = '\0';
+    out->good_bytes = rc == 0 ? out->size : audit_segment_reader_good_bytes(r);
+    out->frames = audit_segment_reader_frames(r);
+    audit_segment_reader_close(r);
+    return 0;
+}
+
+int audit_segment_last_record(const char *dir, uint64_t *seq, uint8_t chain[32], char *err, size_t errlen)
 {
     struct audit_segment_entry *list = NULL;
     size_t n = 0;
-    *out = 0;
-    if (audit_segment_list(data_dir, &list, &n, err, errlen) == -1)
+
+    *seq = 0;
+    memset(chain, 0, 32);
+    if (audit_segment_list_dir(dir, &list, &n, err, errlen) == -1)
         return -1;
     /* the newest segment holding a record decides; a torn last frame keeps what was whole */
-    for (size_t i = n; i-- > 0 && *out == 0;) {
-        char rerr[256];
-        struct audit_segment_reader *r = audit_segment_reader_open(list[i].path, rerr, sizeof(rerr));
-        if (!r)
-            continue;
-        const char *line;
-        size_t len;
-        while (audit_segment_reader_next(r, &line, &len, rerr, sizeof(rerr)) == 1) {
-            uint64_t s = line_seq(line, len);
-            if (s > *out)
-                *out = s;
+    for (size_t i = n; i-- > 0;) {
+        struct audit_segment_scan sc;
+        struct audit_digest d;
+        char rerr[256], sig[4096];
+
+        snprintf(sig, sizeof(sig), "%s%s", list[i].path, AUDIT_DIGEST_SUFFIX);
+        if (access(sig, F_OK) == 0 && audit_digest_read(sig, NULL, &d, NULL, rerr, sizeof(rerr)) == 0) {
+            if (d.records == 0)
+                continue;
+            *seq = d.last_seq;
+            if (d.has_last_chain)
+                memcpy(chain, d.last_chain, 32);
+            break;
         }
-        audit_segment_reader_close(r);
+        if (audit_segment_scan(list[i].path, &sc, rerr, sizeof(rerr)) == -1 || sc.records == 0)
+            continue;
+        *seq = sc.last_seq;
+        if (sc.has_last_chain)
+            memcpy(chain, sc.last_chain, 32);
+        break;
     }
     audit_segment_list_free(list, n);
     return 0;

@@ -12,6 +12,8 @@
 
 #include <sodium.h>
 
+#include "proxy/auth.h"
+#include "proxy/policy.h"
 #include "proxy/proxy.h"
 #include "proxy/proxy-int.h"
 
@@ -40,8 +42,15 @@ static const char default_config[] =
     "    \"ring_slots\": 16384,\n"
     "    \"overflow\": \"fail_closed\"\n"
     "  },\n"
+    "  \"rule_groups\": [],\n"
+    "  \"proxy_configurations\": [\n"
+    "    {\"name\": \"default\", \"rule_groups\": [], \"default_action\": \"allow\",\n"
+    "     \"ssrf_guard\": true, \"connect_ports\": [443]}\n"
+    "  ],\n"
     "  \"sinks\": [\n"
-    "    {\"type\": \"file\", \"name\": \"file\"}\n"
+    "    {\"type\": \"file\", \"name\": \"file\", \"format\": \"native\", \"on_full\": \"block\", \"required\": true,\n"
+    "     \"rotate_bytes\": 67108864, \"rotate_seconds\": 3600, \"retain_days\": 0, \"retain_bytes\": 0,\n"
+    "     \"fsync\": \"segment\", \"frame_records\": 1024, \"frame_ms\": 1000, \"compression_level\": 3}\n"
     "  ]\n"
     "}\n";
 
@@ -146,7 +155,8 @@ static int add_listen(struct proxy_config *c, const char *addr)
 static void apply(struct proxy_config *c, const json_t *root, struct errs *e)
 {
     static const char *const top_keys[] = {"listen", "workers", "data_dir", "timeouts", "limits", "dns", "audit",
-                                           "sinks", NULL};
+                                           "sinks", "rule_groups", "proxy_configurations", "default_action", "auth",
+                                           NULL};
     unsigned long long u;
 
     check_keys(e, root, "", top_keys);
@@ -250,6 +260,40 @@ static void apply(struct proxy_config *c, const json_t *root, struct errs *e)
     }
 }
 
+/* "auth": {"password_file": FILE, "realm": "vigil", "required": true} */
+static void apply_auth(struct proxy_config *c, const json_t *root, struct errs *e)
+{
+    json_t *a = json_object_get(root, "auth");
+    const char *key;
+    json_t *v;
+    char why[512];
+    if (!a)
+        return;
+    if (!json_is_object(a)) {
+        add_err(e, "auth: must be an object");
+        return;
+    }
+    json_object_foreach(a, key, v)
+    {
+        if (strcmp(key, "password_file") != 0 && strcmp(key, "realm") != 0 && strcmp(key, "required") != 0)
+            add_err(e, "auth.%s: unknown key", key);
+    }
+    const char *file = json_string_value(json_object_get(a, "password_file"));
+    json_t *realm = json_object_get(a, "realm"), *req = json_object_get(a, "required");
+    if (realm && !json_is_string(realm))
+        add_err(e, "auth.realm: must be a string");
+    if (req && !json_is_boolean(req))
+        add_err(e, "auth.required: must be true or false");
+    if (!file) {
+        add_err(e, "auth.password_file: must be the path of a password file (vigil --hash-password USER)");
+        return;
+    }
+    c->auth = proxy_auth_load(file, json_string_value(realm), why, sizeof(why));
+    if (!c->auth)
+        add_err(e, "auth.password_file: %s", why);
+    c->auth_required = req ? json_is_true(req) : 1;
+}
+
 static void compute_version(struct proxy_config *c)
 {
     char *canon = json_dumps(c->root, JSON_COMPACT | JSON_SORT_KEYS);
@@ -264,6 +308,8 @@ static struct proxy_config *parse_doc(json_t *root, char *err, size_t errlen)
     struct errs e = {.buf = err, .cap = errlen};
     struct proxy_config *c = calloc(1, sizeof(*c));
     json_t *def = NULL;
+    if (c)
+        atomic_init(&c->refs, 1);
     json_error_t je;
 
     if (errlen)
@@ -289,15 +335,30 @@ static struct proxy_config *parse_doc(json_t *root, char *err, size_t errlen)
     if (e.count)
         goto fail;
     apply(c, root, &e);
-    if (e.count)
-        goto fail;
-    if (!c->data_dir) {
+    apply_auth(c, root, &e);
+    if (!c->data_dir)
         add_err(&e, "out of memory");
-        goto fail;
-    }
     c->root = root;
     compute_version(c);
+    /* the policy reports its own errors, with their paths, after the others */
+    size_t sep = e.len > 0 && e.len + 1 < e.cap ? 1 : 0;
+    if (e.len + sep < e.cap) {
+        c->policy = proxy_policy_compile(root, c->version, e.buf + e.len + sep, e.cap - e.len - sep);
+        if (!c->policy) {
+            e.count++;
+            if (sep)
+                e.buf[e.len] = '\n';
+            e.len += sep + strlen(e.buf + e.len + sep);
+        } else if (sep) {
+            e.buf[e.len] = '\0';
+        }
+    }
+    if (e.count)
+        goto fail_owned;
     return c;
+fail_owned:
+    proxy_config_free(c);
+    return NULL;
 fail:
     json_decref(root);
     proxy_config_free(c);
@@ -323,18 +384,37 @@ struct proxy_config *proxy_config_load(const char *path, char *err, size_t errle
         snprintf(err, errlen, "%s: line %d column %d: %s", path, je.line, je.column, je.text);
         return NULL;
     }
-    return parse_doc(root, err, errlen);
+    struct proxy_config *c = parse_doc(root, err, errlen);
+    if (c && !(c->path = strdup(path))) {
+        proxy_config_free(c);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    return c;
+}
+
+void proxy_config_ref(struct proxy_config *c)
+{
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+void proxy_config_unref(struct proxy_config *c)
+{
+    if (!c || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    free_listen(c);
+    free(c->data_dir);
+    free(c->path);
+    proxy_policy_unref(c->policy);
+    proxy_auth_free(c->auth);
+    json_decref(c->sinks);
+    json_decref(c->root);
+    free(c);
 }
 
 void proxy_config_free(struct proxy_config *c)
 {
-    if (!c)
-        return;
-    free_listen(c);
-    free(c->data_dir);
-    json_decref(c->sinks);
-    json_decref(c->root);
-    free(c);
+    proxy_config_unref(c);
 }
 
 int proxy_config_override_listen(struct proxy_config *c, const char *addr, int first, char *err, size_t errlen)
@@ -364,11 +444,12 @@ int proxy_config_override_data_dir(struct proxy_config *c, const char *dir)
     return 0;
 }
 
-int proxy_emit_config_event(struct audit_ring *ring, const struct proxy_config *cfg, const char *reason)
+int proxy_emit_config_event(struct audit_ring *ring, const char *version, const char *reason)
 {
     struct audit_event ev;
     audit_event_init(&ev, AUDIT_EVENT_PROXY_CONFIG);
-    audit_event_set_str(&ev, AUDIT_STR_CONFIG_VERSION, cfg->version, strlen(cfg->version));
+    if (version)
+        audit_event_set_str(&ev, AUDIT_STR_CONFIG_VERSION, version, strlen(version));
     audit_event_set_str(&ev, AUDIT_STR_REASON, reason, strlen(reason));
     return audit_emit(ring, &ev);
 }

@@ -42,13 +42,16 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
         cb(c, result ? result : EVUTIL_EAI_FAIL, NULL, 0);
         return;
     }
-    struct sockaddr_storage ss;
-    socklen_t len = (socklen_t)res->ai_addrlen;
-    if (len > sizeof(ss))
-        len = sizeof(ss);
-    memcpy(&ss, res->ai_addr, len);
+    struct sockaddr_storage addrs[PROXY_DNS_MAX_ANSWERS];
+    size_t n = 0;
+    memset(addrs, 0, sizeof(addrs));
+    for (struct evutil_addrinfo *ai = res; ai && n < PROXY_DNS_MAX_ANSWERS; ai = ai->ai_next) {
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) || ai->ai_addrlen > sizeof(addrs[0]))
+            continue;
+        memcpy(&addrs[n++], ai->ai_addr, ai->ai_addrlen);
+    }
     evutil_freeaddrinfo(res);
-    cb(c, 0, (struct sockaddr *)&ss, len);
+    cb(c, n ? 0 : EVUTIL_EAI_FAIL, addrs, n);
 }
 
 void proxy_resolve(struct conn *c, proxy_resolve_cb cb)
@@ -56,20 +59,20 @@ void proxy_resolve(struct conn *c, proxy_resolve_cb cb)
     struct proxy_target *t = &c->flow.target;
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
-
+    /* literal addresses (already in canonical form) are not resolved */
     if (t->host_is_ip) {
         struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
         struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
         if (inet_pton(AF_INET, t->host, &sin->sin_addr) == 1) {
             sin->sin_family = AF_INET;
             sin->sin_port = htons(t->port);
-            cb(c, 0, (struct sockaddr *)sin, sizeof(*sin));
+            cb(c, 0, &ss, 1);
             return;
         }
         if (inet_pton(AF_INET6, t->host, &sin6->sin6_addr) == 1) {
             sin6->sin6_family = AF_INET6;
             sin6->sin6_port = htons(t->port);
-            cb(c, 0, (struct sockaddr *)sin6, sizeof(*sin6));
+            cb(c, 0, &ss, 1);
             return;
         }
         cb(c, EVUTIL_EAI_NONAME, NULL, 0);

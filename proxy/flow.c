@@ -16,7 +16,10 @@
 
 #include <event2/buffer.h>
 
+#include <sodium.h>
+
 #include "audit/diag.h"
+#include "proxy/auth.h"
 #include "proxy/proxy-int.h"
 
 static llhttp_settings_t req_settings;
@@ -61,6 +64,7 @@ static void conn_destroy(struct conn *c)
     msg_fini(&c->resp);
     if (c->flow.req_head)
         evbuffer_free(c->flow.req_head);
+    proxy_config_unref(c->cfg);
     free(c);
     if (w->draining && w->nconns == 0)
         event_base_loopexit(w->base, NULL);
@@ -109,7 +113,7 @@ void conn_set_timer(struct conn *c, unsigned ms)
 static void fill_event(struct conn *c, struct audit_event *ev)
 {
     struct flow *f = &c->flow;
-    const struct proxy_config *cfg = c->w->server->cfg;
+    const struct proxy_config *cfg = c->cfg;
 
     ev->flags |= AUDIT_F_FLOW | AUDIT_F_CLIENT;
     memcpy(ev->flow_id, f->id, sizeof(f->id));
@@ -134,9 +138,17 @@ static void fill_event(struct conn *c, struct audit_event *ev)
                 audit_event_set_str(ev, AUDIT_STR_QUERY, c->req.buf + f->query_off, f->query_len);
         }
     }
+    if (f->principal[0])
+        audit_event_set_str(ev, AUDIT_STR_PRINCIPAL, f->principal, strlen(f->principal));
     if (f->dest_set) {
         ev->flags |= AUDIT_F_DESTINATION;
         audit_ip_from_sockaddr(&ev->destination, (const struct sockaddr *)&f->dest);
+    }
+    if (f->dns_resolved) {
+        ev->flags |= AUDIT_F_DNS;
+        ev->dns_latency_us = f->dns_latency_us;
+        if (f->dns_answers_len)
+            audit_event_set_str(ev, AUDIT_STR_DNS_ANSWERS, f->dns_answers, f->dns_answers_len);
     }
     if (f->status) {
         ev->flags |= AUDIT_F_RESPONSE;
@@ -147,23 +159,15 @@ static void fill_event(struct conn *c, struct audit_event *ev)
     }
 }
 
-/* Records the decision of <phase> (the default action until the policy engine decides).
- * 0, or -1 when the ring had no room. */
-static int emit_phase(struct conn *c, enum audit_phase phase)
+/* Records the decision <d> of <phase>. 0, or -1 when the ring had no room. */
+static int emit_phase(struct conn *c, enum audit_phase phase, const struct policy_decision *d)
 {
     struct audit_event ev;
     audit_event_init(&ev, AUDIT_EVENT_FLOW_PHASE);
     fill_event(c, &ev);
     ev.phase = (uint8_t)phase;
-    ev.action = AUDIT_ACTION_ALLOW;
-    ev.flags |= AUDIT_F_RULE;
-    audit_event_set_str(&ev, AUDIT_STR_REASON, "default_action", 14);
+    policy_decision_to_event(d, &ev);
     return audit_emit(c->w->server->ring, &ev);
-}
-
-void conn_emit_phase(struct conn *c, enum audit_phase phase)
-{
-    emit_phase(c, phase);
 }
 
 void conn_flow_end(struct conn *c, const char *reason)
@@ -191,6 +195,11 @@ static void flow_begin(struct conn *c)
     if (f->req_head)
         evbuffer_free(f->req_head);
     memset(f, 0, sizeof(*f));
+    if (c->cfg != c->w->cfg) { /* a reload: this flow starts under the new config */
+        proxy_config_unref(c->cfg);
+        c->cfg = c->w->cfg;
+        proxy_config_ref(c->cfg);
+    }
     audit_flow_id_new(f->id);
     audit_flow_id_format(f->id, f->id_text);
     f->start_us = proxy_now_wall_us();
@@ -212,6 +221,11 @@ static void begin_closing(struct conn *c)
 }
 
 void conn_send_error(struct conn *c, unsigned status, const char *reason, const char *text)
+{
+    conn_send_error_hdr(c, status, reason, text, NULL);
+}
+
+void conn_send_error_hdr(struct conn *c, unsigned status, const char *reason, const char *text, const char *extra)
 {
     struct flow *f = &c->flow;
     proxy_resolve_cancel(c);
@@ -239,8 +253,8 @@ void conn_send_error(struct conn *c, unsigned status, const char *reason, const 
     struct evbuffer *out = bufferevent_get_output(c->bev);
     evbuffer_add_printf(out,
                         "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                        "X-Vigil-Flow-Id: %s\r\nConnection: close\r\nVia: " PROXY_VIA "\r\n\r\n",
-                        status, proxy_status_phrase(status), bl, f->id_text);
+                        "X-Vigil-Flow-Id: %s\r\n%sConnection: close\r\nVia: " PROXY_VIA "\r\n\r\n",
+                        status, proxy_status_phrase(status), bl, f->id_text, extra ? extra : "");
     evbuffer_add(out, body, (size_t)bl);
     f->resp_started = 1;
     begin_closing(c);
@@ -251,7 +265,7 @@ void conn_send_error(struct conn *c, unsigned status, const char *reason, const 
 void proxy_conn_accept(struct proxy_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen,
                        const char *listener)
 {
-    const struct proxy_config *cfg = w->server->cfg;
+    const struct proxy_config *cfg = w->cfg;
     struct conn *c = calloc(1, sizeof(*c));
     (void)salen;
     if (!c) {
@@ -259,6 +273,9 @@ void proxy_conn_accept(struct proxy_worker *w, evutil_socket_t fd, const struct 
         return;
     }
     c->w = w;
+    c->cfg = w->cfg;
+    proxy_config_ref(c->cfg);
+    memcpy(&c->client_sa, sa, (size_t)salen < sizeof(c->client_sa) ? (size_t)salen : sizeof(c->client_sa));
     c->listener = listener;
     audit_ip_from_sockaddr(&c->client, sa);
     c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
@@ -273,6 +290,7 @@ void proxy_conn_accept(struct proxy_worker *w, evutil_socket_t fd, const struct 
             event_free(c->timer);
         msg_fini(&c->req);
         msg_fini(&c->resp);
+        proxy_config_unref(c->cfg);
         free(c);
         return;
     }
@@ -302,7 +320,7 @@ static int req_message_begin(llhttp_t *p)
     c->state = CONN_HEAD;
     c->obs_fold = 0;
     c->last_byte = 0;
-    conn_set_timer(c, c->w->server->cfg->timeouts.header_read_ms);
+    conn_set_timer(c, c->cfg->timeouts.header_read_ms);
     return 0;
 }
 
@@ -432,8 +450,10 @@ static int parse_absolute_url(struct conn *c, const char **reason)
     return 0;
 }
 
-static void on_resolved(struct conn *c, int err, const struct sockaddr *sa, socklen_t salen);
+static void on_resolved(struct conn *c, int err, const struct sockaddr_storage *addrs, size_t naddrs);
 static void admit_flow(struct conn *c);
+static void check_auth(struct conn *c);
+static void deny_phase(struct conn *c, enum audit_phase phase, const struct policy_decision *d);
 
 /* The request head is complete: validate it, record pre_dns and resolve. */
 static void process_request_head(struct conn *c)
@@ -470,7 +490,216 @@ static void process_request_head(struct conn *c)
         f->req_chunked = (p->flags & F_CHUNKED) != 0;
         f->req_keepalive = llhttp_should_keep_alive(p);
     }
+    f->pc = proxy_policy_select(c->cfg->policy, (const struct sockaddr *)&c->client_sa, c->listener);
+    if (!f->pc) {
+        struct policy_decision d = {.action = AUDIT_ACTION_DENY, .by_rule = 1, .reason = "no_proxy_configuration"};
+        d.rule.id = "no_proxy_configuration";
+        deny_phase(c, AUDIT_PHASE_PRE_DNS, &d);
+        return;
+    }
+    if (c->cfg->auth) {
+        check_auth(c);
+        return;
+    }
     admit_flow(c);
+}
+
+/* The header lookup the policy uses: request headers until the response head, then those. */
+static int policy_header(void *arg, const char *name, const char **value, size_t *len)
+{
+    const struct msg *m = arg;
+    int i = msg_find(m, name);
+    if (i < 0)
+        return 0;
+    *value = m->buf + m->h[i].val_off;
+    *len = m->h[i].val_len;
+    return 1;
+}
+
+/* What the flow shows phase <phase>. */
+static void policy_input_of(struct conn *c, enum audit_phase phase, struct policy_input *in)
+{
+    struct flow *f = &c->flow;
+    memset(in, 0, sizeof(*in));
+    in->phase = phase;
+    in->client = (const struct sockaddr *)&c->client_sa;
+    in->listener = c->listener;
+    in->principal = f->principal[0] ? f->principal : NULL;
+    in->host = f->target.host;
+    in->port = f->target.port;
+    in->is_connect = f->is_connect;
+    in->content_length = -1;
+    if (phase >= AUDIT_PHASE_PRE_REQUEST && f->dest_set)
+        in->dest = (const struct sockaddr *)&f->dest;
+    if (phase >= AUDIT_PHASE_PRE_REQUEST) {
+        in->method = f->method;
+        if (!f->is_connect) { /* a tunnel's path and headers are inside TLS */
+            size_t plen = f->query_set ? f->query_off - 1 - f->path_off : f->path_len;
+            in->path = plen ? c->req.buf + f->path_off : "/";
+            in->path_len = plen ? plen : 1;
+            in->header = policy_header;
+            in->header_arg = phase == AUDIT_PHASE_POST_RESPONSE ? &c->resp : &c->req;
+        }
+    }
+    if (phase == AUDIT_PHASE_POST_RESPONSE) {
+        in->status = f->status;
+        in->content_length = f->resp_content_length;
+        in->content_type = f->content_type[0] ? f->content_type : NULL;
+    }
+}
+
+/* Records a deny of <phase> and answers 403 with the rule's message and the flow id. */
+static void deny_phase(struct conn *c, enum audit_phase phase, const struct policy_decision *d)
+{
+    char text[300];
+    if (emit_phase(c, phase, d) == -1 && audit_ring_policy(c->w->server->ring) != AUDIT_OVERFLOW_DROP)
+        c->flow.refused = 1;
+    snprintf(text, sizeof(text), "%s", d->message ? d->message : "the egress policy does not allow this request");
+    conn_send_error(c, 403, "denied", text);
+}
+
+/* Evaluates <phase>, records it and applies it: 0 when the flow goes on, -1 when it was
+ * denied (and answered). */
+static int run_phase(struct conn *c, enum audit_phase phase)
+{
+    struct flow *f = &c->flow;
+    struct policy_input in;
+    struct policy_decision d;
+    policy_input_of(c, phase, &in);
+    proxy_policy_eval(f->pc, &in, f->allowed_by_rule, &d, NULL, NULL);
+
+    /* built-in guards: an explicit allow rule naming the port / destination lifts them */
+    if (phase == AUDIT_PHASE_PRE_DNS && f->is_connect && d.action != AUDIT_ACTION_DENY &&
+        !policy_pconf_connect_port_ok(f->pc, f->target.port) && !(d.by_rule && d.rule_has_port)) {
+        memset(&d.rule, 0, sizeof(d.rule));
+        d.action = AUDIT_ACTION_DENY;
+        d.by_rule = 1;
+        d.rule.id = "connect_ports";
+        d.reason = "connect_port_not_allowed";
+        d.message = NULL;
+    }
+    if (phase == AUDIT_PHASE_PRE_REQUEST && policy_pconf_ssrf_guard(f->pc) && d.action != AUDIT_ACTION_DENY &&
+        !(d.by_rule && d.rule_has_destination)) {
+        enum proxy_ssrf_class cls = proxy_ssrf_classify(in.dest, &c->w->server->self);
+        if (cls != PROXY_SSRF_PUBLIC) {
+            snprintf(f->ssrf_reason, sizeof(f->ssrf_reason), "ssrf.%s", proxy_ssrf_class_name(cls));
+            memset(&d.rule, 0, sizeof(d.rule));
+            d.action = AUDIT_ACTION_DENY;
+            d.by_rule = 1;
+            d.rule.id = "ssrf_guard";
+            d.reason = f->ssrf_reason;
+            d.message = NULL;
+        }
+    }
+    if (d.action == AUDIT_ACTION_DENY) {
+        deny_phase(c, phase, &d);
+        return -1;
+    }
+    if (d.by_rule)
+        f->allowed_by_rule = 1;
+    if (emit_phase(c, phase, &d) == -1 && audit_ring_policy(c->w->server->ring) != AUDIT_OVERFLOW_DROP) {
+        f->refused = 1;
+        conn_send_error(c, 503, "audit_ring_full", "the audit record cannot keep up; try again");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- proxy authentication ---- */
+
+struct auth_job {
+    struct conn *c;
+    struct proxy_auth *auth;
+    struct proxy_config *cfg; /* keeps <auth> alive */
+    char user[PROXY_AUTH_USER_MAX];
+    char pass[PROXY_AUTH_PASS_MAX];
+    enum proxy_auth_result result;
+};
+
+static void auth_challenge(struct conn *c, const char *reason)
+{
+    char h[512], v[400];
+    proxy_auth_challenge(c->cfg->auth, v, sizeof(v));
+    snprintf(h, sizeof(h), "Proxy-Authenticate: %s\r\n", v);
+    conn_send_error_hdr(c, 407, reason, "proxy authentication required", h);
+}
+
+static void auth_verified(struct conn *c, enum proxy_auth_result r, const char *user)
+{
+    if (r == PROXY_AUTH_OK) {
+        snprintf(c->flow.principal, sizeof(c->flow.principal), "%s", user);
+        admit_flow(c);
+    } else {
+        auth_challenge(c, "auth_failed");
+    }
+}
+
+static void auth_work(void *arg)
+{
+    struct auth_job *j = arg;
+    j->result = proxy_auth_verify(j->auth, j->user, j->pass);
+    sodium_memzero(j->pass, sizeof(j->pass));
+}
+
+static void auth_done(void *arg)
+{
+    struct auth_job *j = arg;
+    struct conn *c = j->c;
+    if (!c->dead && c->state == CONN_AUTH)
+        auth_verified(c, j->result, j->user);
+    proxy_config_unref(j->cfg);
+    conn_release(c);
+    free(j);
+}
+
+/* Proxy-Authorization against the password file: a credential verified recently passes at
+ * once; otherwise the (slow by design) hash check runs on an offload thread. */
+static void check_auth(struct conn *c)
+{
+    char user[PROXY_AUTH_USER_MAX], pass[PROXY_AUTH_PASS_MAX];
+    int i = msg_find(&c->req, "proxy-authorization");
+    if (i < 0) {
+        if (c->cfg->auth_required)
+            auth_challenge(c, "auth_required");
+        else
+            admit_flow(c);
+        return;
+    }
+    enum proxy_auth_result r = proxy_auth_parse(c->req.buf + c->req.h[i].val_off, c->req.h[i].val_len, user,
+                                                sizeof(user), pass, sizeof(pass));
+    if (r != PROXY_AUTH_OK) {
+        auth_challenge(c, "auth_failed");
+        return;
+    }
+    r = proxy_auth_check_cached(c->cfg->auth, user, pass);
+    if (r != PROXY_AUTH_UNKNOWN) {
+        sodium_memzero(pass, sizeof(pass));
+        auth_verified(c, r, user);
+        return;
+    }
+    struct auth_job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        sodium_memzero(pass, sizeof(pass));
+        conn_send_error(c, 503, "out_of_memory", "no memory to check the credentials");
+        return;
+    }
+    j->c = c;
+    j->auth = c->cfg->auth;
+    j->cfg = c->cfg;
+    proxy_config_ref(j->cfg);
+    memcpy(j->user, user, sizeof(user));
+    memcpy(j->pass, pass, sizeof(pass));
+    sodium_memzero(pass, sizeof(pass));
+    conn_hold(c); /* released by auth_done, whatever happened to the conn meanwhile */
+    c->state = CONN_AUTH;
+    if (proxy_offload_submit(c->w, auth_work, auth_done, j) == -1) {
+        sodium_memzero(j->pass, sizeof(j->pass));
+        proxy_config_unref(j->cfg);
+        free(j);
+        c->state = CONN_HEAD;
+        conn_release(c);
+        conn_send_error(c, 503, "auth_busy", "too many credential checks in progress; try again");
+    }
 }
 
 /* No flow without a record. Under fail_closed (and drop, whose admission never fails but whose
@@ -486,12 +715,10 @@ static void admit_flow(struct conn *c)
     }
     if (c->state == CONN_WAIT_RING)
         evtimer_del(c->timer);
-    if (emit_phase(c, AUDIT_PHASE_PRE_DNS) == -1) {
-        c->flow.refused = 1;
-        conn_send_error(c, 503, "audit_ring_full", "the audit record cannot keep up; try again");
+    if (run_phase(c, AUDIT_PHASE_PRE_DNS) == -1)
         return;
-    }
     c->state = CONN_RESOLVING;
+    c->flow.dns_start_us = proxy_now_mono_us();
     proxy_resolve(c, on_resolved);
 }
 
@@ -594,7 +821,7 @@ static int connect_upstream(struct conn *c)
     c->state = CONN_CONNECTING;
     bufferevent_setcb(up->bev, up_read_cb, up_write_cb, up_event_cb, c);
     bufferevent_setwatermark(up->bev, EV_READ, 0, PROXY_READ_HIGH);
-    conn_set_timer(c, c->w->server->cfg->timeouts.connect_ms);
+    conn_set_timer(c, c->cfg->timeouts.connect_ms);
     if (bufferevent_socket_connect(up->bev, (struct sockaddr *)&f->dest, (int)f->destlen) == -1) {
         /* an immediate failure: the event callback may already have run */
         if (c->state == CONN_CONNECTING)
@@ -603,20 +830,41 @@ static int connect_upstream(struct conn *c)
     return 0;
 }
 
-static void on_resolved(struct conn *c, int err, const struct sockaddr *sa, socklen_t salen)
+/* Resolution done: <addrs> are the answers, the first is the address policy checks and the
+ * flow connects to (no second lookup: what was checked is what is used). */
+static void on_resolved(struct conn *c, int err, const struct sockaddr_storage *addrs, size_t naddrs)
 {
     struct flow *f = &c->flow;
     conn_hold(c);
     if (c->dead)
         goto out;
-    if (err != 0) {
+    f->dns_latency_us = (uint64_t)(proxy_now_mono_us() - f->dns_start_us);
+    if (!f->target.host_is_ip) {
+        f->dns_resolved = 1;
+        f->dns_answers_len = 0;
+        for (size_t i = 0; i < naddrs; i++) {
+            struct audit_ip ip;
+            char text[64];
+            audit_ip_from_sockaddr(&ip, (const struct sockaddr *)&addrs[i]);
+            audit_ip_format(&ip, text, sizeof(text));
+            size_t tl = strlen(text);
+            if (f->dns_answers_len + tl + 1 > sizeof(f->dns_answers))
+                break;
+            memcpy(f->dns_answers + f->dns_answers_len, text, tl);
+            f->dns_answers_len += tl;
+            f->dns_answers[f->dns_answers_len++] = '\n';
+        }
+    }
+    if (err != 0 || naddrs == 0) {
         conn_send_error(c, 502, "dns_failure", "the destination's name did not resolve");
         goto out;
     }
-    memcpy(&f->dest, sa, salen);
+    socklen_t salen = addrs[0].ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    memcpy(&f->dest, &addrs[0], salen);
     f->destlen = salen;
     f->dest_set = 1;
-    emit_phase(c, AUDIT_PHASE_PRE_REQUEST);
+    if (run_phase(c, AUDIT_PHASE_PRE_REQUEST) == -1)
+        goto out;
     if (c->up && (f->is_connect || c->up->state != UP_IDLE || !same_addr(&c->up->addr, &f->dest)))
         conn_upstream_free(c);
     if (c->up) { /* a kept-alive connection to the same address */
@@ -656,7 +904,7 @@ static void send_request_head(struct conn *c)
 
 static void start_forward(struct conn *c)
 {
-    const struct proxy_config *cfg = c->w->server->cfg;
+    const struct proxy_config *cfg = c->cfg;
     c->state = CONN_FORWARD;
     evtimer_del(c->timer);
     llhttp_init(&c->resp_parser, HTTP_RESPONSE, &resp_settings);
@@ -678,7 +926,7 @@ static void start_forward(struct conn *c)
 static void flow_complete(struct conn *c)
 {
     struct flow *f = &c->flow;
-    const struct proxy_config *cfg = c->w->server->cfg;
+    const struct proxy_config *cfg = c->cfg;
     conn_flow_end(c, "completed");
 
     if (c->up) {
@@ -767,7 +1015,17 @@ static int resp_headers_complete(llhttp_t *p)
     int no_body = f->is_head || status == 204 || status == 304;
     if (p->flags & F_CONTENT_LENGTH)
         f->resp_content_length = (int64_t)p->content_length;
-    emit_phase(c, AUDIT_PHASE_POST_RESPONSE);
+    struct policy_input in;
+    struct policy_decision d;
+    policy_input_of(c, AUDIT_PHASE_POST_RESPONSE, &in);
+    proxy_policy_eval(f->pc, &in, f->allowed_by_rule, &d, NULL, NULL);
+    if (d.action == AUDIT_ACTION_DENY) {
+        /* answered by up_feed once the parser has returned: the response never reaches the client */
+        f->post_deny = d;
+        f->post_denied = 1;
+        return -1;
+    }
+    emit_phase(c, AUDIT_PHASE_POST_RESPONSE, &d);
 
     enum http_framing framing = HTTP_FRAMING_NONE;
     if (no_body) {
@@ -841,6 +1099,11 @@ static void up_feed(struct conn *c)
             flow_complete(c);
             break;
         }
+        if (e != HPE_OK && c->flow.post_denied) {
+            struct policy_decision d = c->flow.post_deny;
+            deny_phase(c, AUDIT_PHASE_POST_RESPONSE, &d);
+            break;
+        }
         if (e != HPE_OK) {
             upstream_failed(c, 502, "upstream_bad_response", "the upstream sent a malformed response");
             break;
@@ -863,7 +1126,7 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
     if (c->state == CONN_IDLE || c->state == CONN_HEAD) {
         if (!c->got_bytes) {
             c->got_bytes = 1;
-            conn_set_timer(c, c->w->server->cfg->timeouts.header_read_ms);
+            conn_set_timer(c, c->cfg->timeouts.header_read_ms);
         }
     }
     if (c->state == CONN_TUNNEL)

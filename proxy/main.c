@@ -16,6 +16,8 @@
 #include <sodium.h>
 
 #include "audit/diag.h"
+#include "proxy/auth.h"
+#include "proxy/explain.h"
 #include "audit/segment.h"
 #include "proxy/proxy.h"
 #include "sinks/sinks.h"
@@ -28,6 +30,10 @@ static void usage(FILE *f)
                "  --data-dir DIR            write the record under DIR (default ./vigil-data)\n"
                "  --workers N               worker threads (default: one per core)\n"
                "  --check-config FILE       validate FILE: exit 0, or 2 with one line per error\n"
+               "  --explain URL             show each phase's decision for URL without sending traffic;\n"
+               "                            with --client IP, --principal NAME, --ip IP (skip DNS),\n"
+               "                            --method M, --header 'Name: value' (repeatable), --config FILE\n"
+               "  --hash-password USER      read a password on stdin, print a password file line\n"
                "  --print-default-config    print the embedded default config\n"
                "  --version                 print the version\n"
                "  --help                    this text\n"
@@ -68,16 +74,84 @@ static int mkdir_p(const char *path)
     return 0;
 }
 
+struct running {
+    struct event_base *base;
+    struct proxy_server *server;
+    struct audit_ring *ring;
+    const struct proxy_config *boot; /* listeners, workers, data dir, ring and sinks stay as started */
+    const char *config_path;
+    char version[65]; /* of the config new flows use */
+};
+
+/* Keys a reload cannot change in a running process. */
+static void warn_restart_keys(const struct proxy_config *boot, const json_t *root)
+{
+    static const char *const keys[] = {"listen", "workers", "data_dir", "audit", "sinks", NULL};
+    for (const char *const *k = keys; *k; k++) {
+        json_t *a = json_object_get(boot->root, *k), *b = json_object_get(root, *k);
+        if ((a || b) && !(a && b && json_equal(a, b)))
+            diag_log(DIAG_WARN, "main", "reload: \"%s\" changed; it takes effect at the next restart", *k);
+    }
+}
+
+/* SIGHUP: load the config file again. A bad one is rejected, recorded, and the running
+ * policy stays; a good one serves every flow that starts from now on. */
+static void reload(struct running *r)
+{
+    char err[4096];
+    if (!r->config_path) {
+        diag_log(DIAG_WARN, "main", "SIGHUP: running on the embedded default config; nothing to reload");
+        return;
+    }
+    struct proxy_config *c = proxy_config_load(r->config_path, err, sizeof(err));
+    if (!c) {
+        char first[512];
+        snprintf(first, sizeof(first), "rejected: %.*s", (int)strcspn(err, "\n"), err);
+        diag_log(DIAG_ERROR, "main", "reload of %s %s; keeping config %s", r->config_path, first, r->version);
+        proxy_emit_config_event(r->ring, r->version, first); /* the version that stays in force */
+        return;
+    }
+    warn_restart_keys(r->boot, c->root);
+    snprintf(r->version, sizeof(r->version), "%s", c->version);
+    proxy_server_reload(r->server, c); /* takes our reference */
+    proxy_emit_config_event(r->ring, r->version, "reloaded");
+    diag_log(DIAG_INFO, "main", "reloaded %s: config %s", r->config_path, r->version);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
-    struct event_base *base = arg;
+    struct running *r = arg;
     (void)what;
     if (sig == SIGHUP) {
-        diag_log(DIAG_WARN, "main", "SIGHUP: live reload is not available in this version; config unchanged");
+        reload(r);
         return;
     }
     diag_log(DIAG_INFO, "main", "signal %d: draining", (int)sig);
-    event_base_loopbreak(base);
+    event_base_loopbreak(r->base);
+}
+
+/* --hash-password USER: the password on the first line of stdin; prints a password file line. */
+static int hash_password(const char *user)
+{
+    char pass[1024], hash[256];
+    if (!proxy_auth_user_valid(user)) {
+        fprintf(stderr, "vigil: a user name must be non-empty, without ':' or control characters\n");
+        return 2;
+    }
+    if (!fgets(pass, sizeof(pass), stdin)) {
+        fprintf(stderr, "vigil: --hash-password reads the password from standard input\n");
+        return 2;
+    }
+    pass[strcspn(pass, "\r\n")] = '\0';
+    int rc = proxy_auth_hash_password(pass, hash, sizeof(hash));
+    sodium_memzero(pass, sizeof(pass));
+    if (rc == -1) {
+        fprintf(stderr, "vigil: no hash made: the password must be non-empty, without control characters "
+                        "(or memory ran out)\n");
+        return 2;
+    }
+    printf("%s:%s\n", user, hash);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -86,6 +160,7 @@ int main(int argc, char **argv)
     const char *listen[64];
     size_t nlisten = 0;
     long workers = -1;
+    struct proxy_explain_opts ex = {0};
     char err[4096];
     int rc = 1;
 
@@ -101,6 +176,26 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--print-default-config") == 0) {
             fputs(proxy_config_default_text(), stdout);
             return 0;
+        } else if (strcmp(a, "--hash-password") == 0 && v) {
+            if (sodium_init() < 0)
+                return 1;
+            return hash_password(v);
+        } else if ((strcmp(a, "--explain") == 0 || strcmp(a, "--client") == 0 || strcmp(a, "--principal") == 0 ||
+                    strcmp(a, "--ip") == 0 || strcmp(a, "--method") == 0 || strcmp(a, "--header") == 0) &&
+                   v) {
+            i++;
+            if (strcmp(a, "--explain") == 0)
+                ex.url = v;
+            else if (strcmp(a, "--client") == 0)
+                ex.client = v;
+            else if (strcmp(a, "--principal") == 0)
+                ex.principal = v;
+            else if (strcmp(a, "--ip") == 0)
+                ex.ip = v;
+            else if (strcmp(a, "--method") == 0)
+                ex.method = v;
+            else if (ex.nheaders < PROXY_EXPLAIN_MAX_HEADERS)
+                ex.headers[ex.nheaders++] = v;
         } else if ((strcmp(a, "--config") == 0 || strcmp(a, "--listen") == 0 || strcmp(a, "--data-dir") == 0 ||
                     strcmp(a, "--workers") == 0 || strcmp(a, "--check-config") == 0) &&
                    v) {
@@ -156,6 +251,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "vigil: config: %s\n", err);
         return 2;
     }
+    if (ex.url) {
+        int erc = proxy_explain(cfg, &ex, stdout, err, sizeof(err));
+        if (erc == 2)
+            fprintf(stderr, "vigil: --explain: %s\n", err);
+        proxy_config_free(cfg);
+        return erc;
+    }
     for (size_t i = 0; i < nlisten; i++)
         if (proxy_config_override_listen(cfg, listen[i], i == 0, err, sizeof(err)) == -1) {
             fprintf(stderr, "vigil: %s\n", err);
@@ -202,16 +304,41 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    /* a restart continues the record's numbering after the last stored seq */
+    /* a restart continues the record's numbering and chain after the last stored record:
+     * the newest in any file sink's directory (each sealed what a crash left when it
+     * opened); a sink with on_full "spill" spools its overflow under DATA_DIR/spool */
     struct audit_pipeline_opts popts = {0};
-    if (audit_segment_last_seq(cfg->data_dir, &popts.last_seq, err, sizeof(err)) == -1)
-        diag_log(DIAG_WARN, "main", "cannot read the last seq of the record: %s", err);
+    char spool_dir[4096];
+    snprintf(spool_dir, sizeof(spool_dir), "%s/spool", cfg->data_dir);
+    popts.spool_dir = spool_dir;
+    for (size_t i = 0; i < nsinks; i++) {
+        json_t *sc = json_array_get(cfg->sinks, i);
+        const char *type = json_string_value(json_object_get(sc, "type"));
+        const char *dir = json_string_value(json_object_get(sc, "dir"));
+        char segdir[4096];
+        uint64_t seq;
+        uint8_t chain[32];
+        if (!type || strcmp(type, "file") != 0)
+            continue;
+        if (!dir) {
+            snprintf(segdir, sizeof(segdir), "%s/audit", cfg->data_dir);
+            dir = segdir;
+        }
+        if (audit_segment_last_record(dir, &seq, chain, err, sizeof(err)) == -1) {
+            diag_log(DIAG_WARN, "main", "cannot read the last record: %s", err);
+            continue;
+        }
+        if (seq > popts.last_seq) {
+            popts.last_seq = seq;
+            memcpy(popts.last_chain, chain, sizeof(chain));
+        }
+    }
     pipe = audit_pipeline_new(ring, sinks, nsinks, &popts, err, sizeof(err));
     if (!pipe || audit_pipeline_start(pipe, err, sizeof(err)) == -1) {
         diag_log(DIAG_ERROR, "main", "audit pipeline: %s", err);
         goto out;
     }
-    proxy_emit_config_event(ring, cfg, "loaded");
+    proxy_emit_config_event(ring, cfg->version, "loaded");
 
     server = proxy_server_new(cfg, ring, err, sizeof(err));
     if (!server || proxy_server_start(server, err, sizeof(err)) == -1) {
@@ -222,9 +349,11 @@ int main(int argc, char **argv)
     base = event_base_new();
     if (!base)
         goto out;
+    struct running run = {.base = base, .server = server, .ring = ring, .boot = cfg, .config_path = config_path};
+    snprintf(run.version, sizeof(run.version), "%s", cfg->version);
     int signums[3] = {SIGTERM, SIGINT, SIGHUP};
     for (int i = 0; i < 3; i++) {
-        sig[i] = evsignal_new(base, signums[i], on_signal, base);
+        sig[i] = evsignal_new(base, signums[i], on_signal, &run);
         if (!sig[i] || event_add(sig[i], NULL) == -1)
             goto out;
     }

@@ -25,7 +25,9 @@
 
 #include "audit/audit.h"
 #include "proxy/http.h"
+#include "proxy/policy.h"
 #include "proxy/proxy.h"
+#include "proxy/ssrf.h"
 
 #define PROXY_MAX_HEADERS 1000
 #define PROXY_HIGH_WATER (256 * 1024) /* bytes queued toward a peer before we stop reading the other */
@@ -59,6 +61,7 @@ struct upstream {
 enum conn_state {
     CONN_IDLE = 0,  /* waiting for a request (keep-alive) */
     CONN_HEAD,      /* reading request headers */
+    CONN_AUTH,      /* the credentials are being checked on an offload thread */
     CONN_WAIT_RING, /* overflow policy "block": the head waits for room in the ring */
     CONN_RESOLVING, /* pre_dns done, waiting for evdns */
     CONN_CONNECTING,
@@ -100,11 +103,24 @@ struct flow {
     uint64_t bytes_up, bytes_down;
     struct evdns_getaddrinfo_request *dns_req;
     int dns_done;
+    int dns_resolved; /* a name was resolved: the event carries the evidence */
+    int64_t dns_start_us;
+    uint64_t dns_latency_us;
+    char dns_answers[256]; /* the answers, one per line */
+    size_t dns_answers_len;
+    const struct policy_pconf *pc; /* the proxy configuration serving this flow */
+    char principal[256];           /* the authenticated user, "" when none */
+    int allowed_by_rule;           /* a rule allowed an earlier phase (allowlist mode) */
+    int post_denied;               /* post_response denied: answered once the parser returns */
+    struct policy_decision post_deny;
+    char ssrf_reason[40];
     struct evbuffer *req_head; /* the head as sent upstream, until the first response byte */
 };
 
 struct conn {
     struct proxy_worker *w;
+    struct proxy_config *cfg; /* a reference: the config of the current (or next) flow */
+    struct sockaddr_storage client_sa;
     struct conn *prev, *next; /* the worker's list */
     struct bufferevent *bev;  /* client */
     struct audit_ip client;
@@ -136,8 +152,18 @@ struct proxy_listener {
     socklen_t addrlen;
 };
 
+struct offload_job;
+
 struct proxy_worker {
     struct proxy_server *server;
+    struct proxy_config *cfg;                   /* new flows use it (a reference) */
+    _Atomic(struct proxy_config *) pending_cfg; /* handed over by a reload */
+    int reload_fd;                              /* eventfd: a reload is pending */
+    struct event *reload_ev;
+    int done_fd; /* eventfd: offloaded jobs finished */
+    struct event *done_ev;
+    pthread_mutex_t done_mu;
+    struct offload_job *done;
     unsigned index;
     pthread_t thread;
     struct event_base *base;
@@ -151,8 +177,12 @@ struct proxy_worker {
     int draining;
 };
 
+struct proxy_offload;
+
 struct proxy_server {
-    const struct proxy_config *cfg;
+    const struct proxy_config *cfg; /* the start-up config: listeners, workers, ring, sinks */
+    struct proxy_ssrf_self self;    /* the proxy's own addresses, for the SSRF guard */
+    struct proxy_offload *offload;
     struct audit_ring *ring;
     struct proxy_listener *listeners;
     size_t nlisteners;
@@ -186,8 +216,9 @@ void conn_hold(struct conn *c);
 void conn_release(struct conn *c); /* frees a conn marked dead once nothing holds it */
 void conn_free(struct conn *c);    /* now, or when the last hold is released */
 void conn_flow_end(struct conn *c, const char *reason);
-void conn_emit_phase(struct conn *c, enum audit_phase phase);
 void conn_send_error(struct conn *c, unsigned status, const char *reason, const char *text);
+/* The same with <extra> ("Name: value\r\n" lines, or NULL) in the head. */
+void conn_send_error_hdr(struct conn *c, unsigned status, const char *reason, const char *text, const char *extra);
 void conn_upstream_free(struct conn *c);
 void conn_set_timer(struct conn *c, unsigned ms);
 
@@ -196,10 +227,22 @@ struct tunnel;
 void tunnel_start(struct conn *c); /* upstream connected: send the 200 and relay */
 void tunnel_free(struct conn *c);  /* stops the relay's events; NULL tunnel does nothing */
 
+/* offload.c */
+typedef void (*proxy_offload_fn)(void *arg);
+struct proxy_offload *proxy_offload_new(unsigned nthreads);
+void proxy_offload_free(struct proxy_offload *o); /* finishes queued jobs first */
+#define PROXY_OFFLOAD_MAX_QUEUED 256
+/* Runs <work>(<arg>) on a pool thread, then <done>(<arg>) on <w>'s loop. 0, or -1 when out of
+ * memory or PROXY_OFFLOAD_MAX_QUEUED jobs already wait. */
+int proxy_offload_submit(struct proxy_worker *w, proxy_offload_fn work, proxy_offload_fn done, void *arg);
+void proxy_offload_run_done(struct proxy_worker *w); /* the worker's done_ev callback body */
+
 /* dns.c */
-typedef void (*proxy_resolve_cb)(struct conn *c, int err, const struct sockaddr *sa, socklen_t salen);
-/* Resolves c->flow.target. Calls <cb> exactly once, possibly before returning. err 0 on success,
- * else an EVUTIL_EAI_* code. */
+typedef void (*proxy_resolve_cb)(struct conn *c, int err, const struct sockaddr_storage *addrs, size_t n);
+/* Resolves c->flow.target. Calls <cb> exactly once, possibly before returning, with the
+ * answers (at most PROXY_DNS_MAX_ANSWERS, ports set). err 0 on success, else an EVUTIL_EAI_*
+ * code. */
+#define PROXY_DNS_MAX_ANSWERS 8
 void proxy_resolve(struct conn *c, proxy_resolve_cb cb);
 void proxy_resolve_cancel(struct conn *c);
 

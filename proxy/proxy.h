@@ -6,6 +6,7 @@
 #ifndef VIGIL_PROXY_PROXY_H
 #define VIGIL_PROXY_PROXY_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,12 @@ struct proxy_timeouts {
     unsigned drain_ms;             /* on SIGTERM, how long in-flight flows may take */
 };
 
+struct proxy_policy;
+struct proxy_auth;
+
+/* A loaded configuration. Immutable once parsed and shared between threads by reference:
+ * each worker holds the one its new flows use, each connection the one its flow started
+ * with, so a reload never changes the policy under a flow in progress. */
 struct proxy_config {
     char **listen; /* "HOST:PORT" or "[V6]:PORT" */
     size_t nlisten;
@@ -39,6 +46,11 @@ struct proxy_config {
     json_t *sinks;   /* the "sinks" array, opened through sinks/'s registry by main */
     char version[33]; /* hex BLAKE2b-128 of the canonical (sorted, compact) config JSON */
     json_t *root;    /* the whole document */
+    char *path;      /* the file it came from, NULL for the embedded default */
+    struct proxy_policy *policy; /* rule groups and proxy configurations, compiled */
+    struct proxy_auth *auth;     /* proxy authentication, or NULL when not configured */
+    int auth_required;           /* no valid credentials: 407 */
+    _Atomic int refs;
 };
 
 /* The embedded default configuration (JSON text). */
@@ -53,7 +65,9 @@ struct proxy_config *proxy_config_parse(const char *text, size_t len, char *err,
 /* Reads <path> and parses it as above; errors are prefixed with nothing but name the path. */
 struct proxy_config *proxy_config_load(const char *path, char *err, size_t errlen);
 
-void proxy_config_free(struct proxy_config *c);
+void proxy_config_ref(struct proxy_config *c);   /* any thread */
+void proxy_config_unref(struct proxy_config *c); /* frees at zero; NULL does nothing */
+void proxy_config_free(struct proxy_config *c);  /* = unref, for the single owner at start-up */
 
 /* Adds "HOST:PORT" to the listen list, replacing the configured list on the first call
  * after a load (command-line overrides). 0, or -1 with <err>. */
@@ -76,7 +90,12 @@ int proxy_server_start(struct proxy_server *s, char *err, size_t errlen);
 void proxy_server_stop(struct proxy_server *s);
 void proxy_server_free(struct proxy_server *s);
 
-/* Records a proxy.config event for <cfg> with <reason> ("loaded", "reloaded", ...). */
-int proxy_emit_config_event(struct audit_ring *ring, const struct proxy_config *cfg, const char *reason);
+/* Hands <cfg> (the caller's reference is taken over) to every worker for the flows that
+ * start from now on; flows in progress keep theirs. Main thread. */
+void proxy_server_reload(struct proxy_server *s, struct proxy_config *cfg);
+
+/* Records a proxy.config event for <version> with <reason> ("loaded", "reloaded",
+ * "rejected: ..."). */
+int proxy_emit_config_event(struct audit_ring *ring, const char *version, const char *reason);
 
 #endif

@@ -160,7 +160,7 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
     struct tunnel *t = c->tunnel;
-    unsigned idle_ms = c->w->server->cfg->timeouts.idle_tunnel_ms;
+    unsigned idle_ms = c->cfg->timeouts.idle_tunnel_ms;
     int64_t quiet_us = proxy_now_mono_us() - t->last_us;
     (void)fd;
     (void)what;
@@ -178,7 +178,7 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg)
 void tunnel_start(struct conn *c)
 {
     struct event_base *base = c->w->base;
-    unsigned idle_ms = c->w->server->cfg->timeouts.idle_tunnel_ms;
+    unsigned idle_ms = c->cfg->timeouts.idle_tunnel_ms;
     struct tunnel *t = calloc(1, sizeof(*t));
     struct flow *f = &c->flow;
 

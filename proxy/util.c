@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "proxy/proxy-int.h"
+#include "proxy/ssrf.h"
 
 int proxy_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -55,11 +56,14 @@ int proxy_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *
     return -1;
 }
 
-/* RFC 3986 reg-name characters we accept in a host (plus '_' seen in the wild). */
+/* RFC 3986 reg-name characters we accept in a host (plus '_' seen in the wild, and UTF-8
+ * bytes of an internationalised name, converted to its ASCII form below). */
 static int host_char_ok(unsigned char ch)
 {
-    return isalnum(ch) || ch == '-' || ch == '.' || ch == '_';
+    return isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch >= 0x80;
 }
+
+int policy_normalize_domain(const char *in, char *out, size_t outlen);
 
 int proxy_parse_authority(const char *s, size_t len, uint16_t default_port, struct proxy_target *t)
 {
@@ -96,15 +100,30 @@ int proxy_parse_authority(const char *s, size_t len, uint16_t default_port, stru
             hl--;
         if (hl == 0 || hl >= sizeof(t->host))
             return -1;
+        int ascii = 1;
         for (size_t i = 0; i < hl; i++) {
             unsigned char ch = (unsigned char)h[i];
             if (!host_char_ok(ch))
                 return -1;
+            ascii &= ch < 0x80;
             t->host[i] = (char)tolower(ch);
         }
         t->host[hl] = '\0';
-        struct in_addr a4;
-        t->host_is_ip = inet_pton(AF_INET, t->host, &a4) == 1;
+        if (!ascii) { /* an IDN: rules and the resolver see its punycode (A-label) form */
+            char a[256];
+            if (policy_normalize_domain(t->host, a, sizeof(a)) == -1)
+                return -1;
+            snprintf(t->host, sizeof(t->host), "%s", a);
+        }
+        /* "2130706433", "0x7f.1", "0177.0.0.1" are 127.0.0.1: one canonical form for policy and
+         * the SSRF guard */
+        char canon[64];
+        int ipf = proxy_normalize_ip_host(t->host, canon, sizeof(canon));
+        if (ipf == -1)
+            return -1;
+        if (ipf == 1)
+            snprintf(t->host, sizeof(t->host), "%s", canon);
+        t->host_is_ip = ipf == 1;
     }
     if (restlen == 0) {
         t->port = default_port;

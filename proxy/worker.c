@@ -76,6 +76,9 @@ struct proxy_server *proxy_server_new(const struct proxy_config *cfg, struct aud
     }
     for (unsigned w = 0; w < s->nworkers; w++) {
         s->workers[w].stop_fd = -1;
+        s->workers[w].reload_fd = -1;
+        s->workers[w].done_fd = -1;
+        pthread_mutex_init(&s->workers[w].done_mu, NULL);
         s->fds[w] = malloc(sizeof(int) * (cfg->nlisten ? cfg->nlisten : 1));
         if (!s->fds[w]) {
             snprintf(err, errlen, "out of memory");
@@ -101,6 +104,24 @@ struct proxy_server *proxy_server_new(const struct proxy_config *cfg, struct aud
             }
         }
         diag_log(DIAG_INFO, "proxy", "listening on %s (%u workers)", pl->name, s->nworkers);
+    }
+    struct sockaddr_storage *la = calloc(s->nlisteners ? s->nlisteners : 1, sizeof(*la));
+    if (!la) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (size_t l = 0; l < s->nlisteners; l++)
+        la[l] = s->listeners[l].addr;
+    int rc = proxy_ssrf_self_load(&s->self, la, s->nlisteners);
+    free(la);
+    if (rc == -1) {
+        snprintf(err, errlen, "cannot list the proxy's own addresses");
+        goto fail;
+    }
+    s->offload = proxy_offload_new(2);
+    if (!s->offload) {
+        snprintf(err, errlen, "cannot start the offload threads");
+        goto fail;
     }
     return s;
 fail:
@@ -181,6 +202,42 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     evtimer_add(w->drain_timer, &tv);
 }
 
+/* A reload handed this worker a new config: new flows use it from now on. */
+static void reload_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_worker *w = arg;
+    uint64_t n;
+    (void)what;
+    if (read(fd, &n, sizeof(n)) == -1 && errno != EAGAIN)
+        return;
+    struct proxy_config *c = atomic_exchange_explicit(&w->pending_cfg, NULL, memory_order_acq_rel);
+    if (c) {
+        proxy_config_unref(w->cfg);
+        w->cfg = c;
+    }
+}
+
+static void done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    proxy_offload_run_done(arg);
+}
+
+void proxy_server_reload(struct proxy_server *s, struct proxy_config *cfg)
+{
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        struct proxy_worker *w = &s->workers[i];
+        proxy_config_ref(cfg);
+        struct proxy_config *old = atomic_exchange_explicit(&w->pending_cfg, cfg, memory_order_acq_rel);
+        proxy_config_unref(old); /* a reload the worker had not picked up yet */
+        uint64_t one = 1;
+        if (write(w->reload_fd, &one, sizeof(one)) != sizeof(one))
+            diag_log(DIAG_ERROR, "proxy", "cannot signal worker %u to reload: %s", i, strerror(errno));
+    }
+    proxy_config_unref(cfg);
+}
+
 static void *worker_main(void *arg)
 {
     struct proxy_worker *w = arg;
@@ -215,6 +272,20 @@ static int worker_init(struct proxy_server *s, unsigned i, char *err, size_t err
     snprintf(v, sizeof(v), "%u", cfg->dns_attempts);
     evdns_base_set_option(w->dns, "attempts:", v);
 
+    w->cfg = (struct proxy_config *)cfg;
+    proxy_config_ref(w->cfg);
+    w->reload_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    w->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->reload_fd == -1 || w->done_fd == -1) {
+        snprintf(err, errlen, "eventfd: %s", strerror(errno));
+        return -1;
+    }
+    w->reload_ev = event_new(w->base, w->reload_fd, EV_READ | EV_PERSIST, reload_cb, w);
+    w->done_ev = event_new(w->base, w->done_fd, EV_READ | EV_PERSIST, done_cb, w);
+    if (!w->reload_ev || !w->done_ev || event_add(w->reload_ev, NULL) == -1 || event_add(w->done_ev, NULL) == -1) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     w->listeners = calloc(s->nlisteners ? s->nlisteners : 1, sizeof(*w->listeners));
     /* the only cross-thread call: main writes the eventfd; bases need no locking */
     w->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -276,6 +347,12 @@ void proxy_server_free(struct proxy_server *s)
     if (!s)
         return;
     proxy_server_stop(s);
+    /* the workers are gone: finish the jobs still queued and run their completions here */
+    proxy_offload_free(s->offload);
+    s->offload = NULL;
+    for (unsigned i = 0; s->workers && i < s->nworkers; i++)
+        if (s->workers[i].done_fd >= 0)
+            proxy_offload_run_done(&s->workers[i]);
     for (unsigned i = 0; s->workers && i < s->nworkers; i++) {
         struct proxy_worker *w = &s->workers[i];
         while (w->conns)
@@ -288,6 +365,17 @@ void proxy_server_free(struct proxy_server *s)
             event_free(w->stop_ev);
         if (w->stop_fd >= 0)
             close(w->stop_fd);
+        if (w->reload_ev)
+            event_free(w->reload_ev);
+        if (w->done_ev)
+            event_free(w->done_ev);
+        if (w->reload_fd >= 0)
+            close(w->reload_fd);
+        if (w->done_fd >= 0)
+            close(w->done_fd);
+        proxy_config_unref(atomic_exchange(&w->pending_cfg, NULL));
+        proxy_config_unref(w->cfg);
+        pthread_mutex_destroy(&w->done_mu);
         if (w->drain_timer)
             event_free(w->drain_timer);
         if (w->dns)
@@ -295,6 +383,7 @@ void proxy_server_free(struct proxy_server *s)
         if (w->base)
             event_base_free(w->base);
     }
+    proxy_ssrf_self_fini(&s->self);
     for (unsigned i = 0; s->fds && i < s->nworkers; i++) {
         for (size_t l = 0; s->fds[i] && l < s->nlisteners; l++)
             if (s->fds[i][l] >= 0)

@@ -8,6 +8,8 @@
 #include "audit/sink.h"
 
 extern const struct sink_ops sink_file_ops;
+extern const struct sink_ops sink_kafka_ops;
+extern const struct sink_ops sink_syslog_ops;
 
 /* The ops table of <type>, or NULL when there is no such type. */
 const struct sink_ops *sink_type_find(const char *type);

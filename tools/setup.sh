@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD_PKGS="build-essential cmake pkg-config libssl-dev libevent-dev node-llhttp librdkafka-dev libzstd-dev
-  libsodium-dev libcmocka-dev libjansson-dev libvectorscan-dev zstd"
+  libsodium-dev libcmocka-dev libjansson-dev libvectorscan-dev libidn2-dev zstd"
 TEST_PKGS="curl openssl"
 JOBS=$(nproc 2>/dev/null || echo 2)
 

@@ -84,6 +84,17 @@ int h_teardown(void **state);
  * <dir>/vigil.json. Returns once vigil printed its listeners and "ready"; fails the test otherwise. */
 void h_start(struct h_env *e, const char *config_json, int flags);
 
+/* The rule groups a test config has unless the test brings its own: allow the loopback origin
+ * (pre_dns: its names on any port, lifting the CONNECT port guard; pre_request: 127.0.0.0/8
+ * and ::1, lifting the SSRF guard). Tests with their own "rule_groups" include it as needed. */
+#define H_LOOPBACK_GROUP                                                                                        \
+    "{\"name\": \"test-loopback\", \"rules\": ["                                                                \
+    "{\"id\": \"origin-ports\", \"priority\": 1, \"phase\": \"pre_dns\", \"action\": \"allow\","                  \
+    " \"match\": {\"domain\": [\"127.0.0.1\", \"localhost\", \"::1\"], \"port\": [\"1-65535\"]}},"                   \
+    "{\"id\": \"origin-addresses\", \"priority\": 2, \"phase\": \"pre_request\", \"action\": \"allow\","          \
+    " \"match\": {\"destination_cidr\": [\"127.0.0.0/8\", \"::1/128\"]}}]}"
+#define H_LOOPBACK_RULE_GROUPS "\"rule_groups\": [" H_LOOPBACK_GROUP "]"
+
 /* A test config: the file sink plus <extra>, a JSON fragment of further top-level members (without braces)
  * or NULL. Returns a static buffer valid until the next call. */
 const char *h_config(const char *extra);
@@ -102,6 +113,9 @@ void h_spawn(struct h_env *e, struct h_proc *p, const char *name, char *const ar
  * still running at the deadline. */
 int h_wait_exit(struct h_proc *p, int deadline_ms);
 
+/* Waits (bounded, polling) until <p>'s stderr holds <needle> <count> times; fails the test if
+ * <p> exits first or the deadline passes. */
+void h_wait_stderr(struct h_proc *p, const char *needle, int count);
 /* Stops <p> by PID: SIGTERM, SIGKILL after H_STOP_GRACE_MS, reaps it. Returns the exit status as above,
  * or -1 if it was not running. */
 int h_stop(struct h_proc *p);
@@ -184,7 +198,7 @@ const char *h_flow_kinds(json_t *events, const char *flow_id);
  * terminated. Prints the flow's events on mismatch. */
 void h_expect_flow(json_t *events, const char *flow_id, ...) __attribute__((sentinel));
 /* Asserts the common fields of a default-allowed plain or CONNECT flow event. */
-void h_expect_default_allow(json_t *ev);
+void h_expect_default_allow(json_t *ev); /* allowed by the default or by the test-loopback group */
 
 /* Fills <buf> with the origin's /bytes pattern of <n> bytes. */
 void h_pattern(char *buf, size_t n);

@@ -27,7 +27,8 @@
 #define DAY (86400LL * 1000000)
 
 struct fixture {
-    char dir[64];
+    char dir[64];  /* the data directory */
+    char seg[80];  /* its segment directory, <dir>/audit */
 };
 
 static int setup(void **state)
@@ -37,6 +38,7 @@ static int setup(void **state)
     assert_non_null(f);
     strcpy(f->dir, "/tmp/vigil-segment-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
+    snprintf(f->seg, sizeof(f->seg), "%s/audit", f->dir);
     *state = f;
     return 0;
 }
@@ -171,7 +173,7 @@ static void test_segment_open_names_file_by_date_and_seq(void **state)
 {
     struct fixture *f = *state;
     char err[256], want[256];
-    struct audit_segment_writer *w = audit_segment_writer_open(f->dir, 42, T0, 3, err, sizeof(err));
+    struct audit_segment_writer *w = audit_segment_writer_open(f->seg, 42, T0, 3, err, sizeof(err));
     struct stat st;
 
     assert_non_null(w);
@@ -187,7 +189,7 @@ static void test_segment_roundtrip_many_frames_identical(void **state)
 {
     struct fixture *f = *state;
     char err[256], path[256];
-    struct audit_segment_writer *w = write_records(f->dir, 1, 1000, 64);
+    struct audit_segment_writer *w = write_records(f->seg, 1, 1000, 64);
     struct audit_segment_info info;
     uint64_t good;
     size_t ends[32];
@@ -210,7 +212,7 @@ static void test_segment_long_lines_reassembled(void **state)
 {
     struct fixture *f = *state;
     char err[256], path[256];
-    struct audit_segment_writer *w = audit_segment_writer_open(f->dir, 1, T0, 1, err, sizeof(err));
+    struct audit_segment_writer *w = audit_segment_writer_open(f->seg, 1, T0, 1, err, sizeof(err));
     struct audit_segment_reader *r;
     size_t sizes[] = { 300000, 1, 131072, 131071, AUDIT_SEGMENT_LINE_MAX - 1 };
     char *big = malloc(AUDIT_SEGMENT_LINE_MAX + 1);
@@ -244,7 +246,7 @@ static void test_segment_append_newline_refused(void **state)
 {
     struct fixture *f = *state;
     char err[256];
-    struct audit_segment_writer *w = audit_segment_writer_open(f->dir, 1, T0, 3, err, sizeof(err));
+    struct audit_segment_writer *w = audit_segment_writer_open(f->seg, 1, T0, 3, err, sizeof(err));
     struct audit_segment_info info;
 
     assert_non_null(w);
@@ -260,7 +262,7 @@ static void test_segment_truncated_last_frame_reports_offset(void **state)
 {
     struct fixture *f = *state;
     char err[256], path[256];
-    struct audit_segment_writer *w = write_records(f->dir, 1, 30, 10);
+    struct audit_segment_writer *w = write_records(f->seg, 1, 30, 10);
     size_t ends[8];
     uint64_t good;
     int rc;
@@ -282,7 +284,7 @@ static void test_segment_corrupt_frame_reports_error(void **state)
 {
     struct fixture *f = *state;
     char err[256], path[256];
-    struct audit_segment_writer *w = write_records(f->dir, 1, 30, 10);
+    struct audit_segment_writer *w = write_records(f->seg, 1, 30, 10);
     size_t ends[8];
     uint64_t good;
     unsigned n;
@@ -312,7 +314,7 @@ static void test_segment_empty_file_reads_nothing(void **state)
 {
     struct fixture *f = *state;
     char err[256], path[256];
-    struct audit_segment_writer *w = audit_segment_writer_open(f->dir, 5, T0, 3, err, sizeof(err));
+    struct audit_segment_writer *w = audit_segment_writer_open(f->seg, 5, T0, 3, err, sizeof(err));
     int rc;
 
     assert_non_null(w);
@@ -327,8 +329,8 @@ static void test_segment_name_taken_gets_suffix(void **state)
 {
     struct fixture *f = *state;
     char err[256], want[256];
-    struct audit_segment_writer *a = write_records(f->dir, 7, 3, 100);
-    struct audit_segment_writer *b = audit_segment_writer_open(f->dir, 7, T0, 3, err, sizeof(err));
+    struct audit_segment_writer *a = write_records(f->seg, 7, 3, 100);
+    struct audit_segment_writer *b = audit_segment_writer_open(f->seg, 7, T0, 3, err, sizeof(err));
 
     assert_non_null(b);
     snprintf(want, sizeof(want), "%s/audit/2026-11-26/00000000000000000007-1.vseg", f->dir);
@@ -351,7 +353,7 @@ static void test_segment_list_sorted_by_date_then_seq(void **state)
     size_t i;
 
     for (i = 0; i < sizeof(segs) / sizeof(segs[0]); i++) {
-        struct audit_segment_writer *w = audit_segment_writer_open(f->dir, segs[i].seq, segs[i].t, 3, err,
+        struct audit_segment_writer *w = audit_segment_writer_open(f->seg, segs[i].seq, segs[i].t, 3, err,
                                                                    sizeof(err));
 
         assert_non_null(w);
@@ -396,7 +398,7 @@ static void test_segment_failed_write_kept_for_retry(void **state)
 {
     struct fixture *f = *state;
     char err[256], path[256], line[512];
-    struct audit_segment_writer *w = write_records(f->dir, 1, 20, 10);
+    struct audit_segment_writer *w = write_records(f->seg, 1, 20, 10);
     struct audit_segment_info info;
     struct rlimit old, lim;
     uint64_t good;
