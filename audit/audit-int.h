@@ -36,4 +36,9 @@ static inline int64_t audit_mono_us(void)
  * also gains at most 48 bytes of member names and punctuation: 16 per byte covers both. */
 #define AUDIT_JSON_MAX(text_used) (AUDIT_JSON_FIXED_MAX + 16 * (size_t)(text_used))
 
+/* Writes <s> as a quoted JSON string at <p> (room for 6 * <len> + 2 bytes); returns the end.
+ * Control characters become \u00XX, bytes that are not UTF-8 become \ufffd. The one JSON
+ * string escaper of the native and OCSF forms. */
+char *audit_json_str(char *p, const char *s, size_t len);
+
 #endif

@@ -412,9 +412,7 @@ static size_t utf8_seq(const unsigned char *u, size_t n)
     return len;
 }
 
-/* Writes <s> as a quoted JSON string at <p> (at most 6 * <len> + 2 bytes); returns the end.
- * Control characters become \u00XX, bytes that are not UTF-8 become \ufffd. */
-static char *put_str(char *p, const char *s, size_t len)
+char *audit_json_str(char *p, const char *s, size_t len)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
@@ -472,7 +470,7 @@ static char *put_field(char *p, const struct audit_event *ev, enum audit_str f, 
     }
     memcpy(p, key, keylen);
     p += keylen;
-    return put_str(p, s, len);
+    return audit_json_str(p, s, len);
 }
 
 #define PUT_FIELD(p, ev, f, key, first) ((p) = put_field((p), (ev), (f), (key), sizeof(key) - 1, (first)))
@@ -542,7 +540,7 @@ static char *put_list(char *p, const struct audit_event *ev, enum audit_str f, c
             } else if (num) {
                 *p++ = '0';
             } else {
-                p = put_str(p, m, (size_t)(s - m));
+                p = audit_json_str(p, m, (size_t)(s - m));
             }
             if (s < eol)
                 s++; /* the '\t' */
@@ -652,7 +650,7 @@ static char *event_json(char *p, const struct audit_event *ev, const char *kind,
                 eol = end;
             if (n)
                 *p++ = ',';
-            p = put_str(p, a, (size_t)(eol - a));
+            p = audit_json_str(p, a, (size_t)(eol - a));
             a = eol + 1;
         }
         *p++ = ']';

@@ -10,8 +10,10 @@
  * Runs on the pipeline thread, only when some sink wants OCSF. It appends to an audit_buf
  * that keeps its memory between records: no allocation per record once warm. */
 #include "audit/audit.h"
+#include "audit/audit-int.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define OCSF_VERSION "1.1.0"
@@ -62,77 +64,20 @@ static void put_i64(struct out *o, int64_t v)
     put_u64(o, (uint64_t)v);
 }
 
-/* Length of the valid UTF-8 sequence at <u> (at most <n> bytes), or 0. */
-static size_t utf8_seq(const unsigned char *u, size_t n)
-{
-    unsigned char b = u[0], lo = 0x80, hi = 0xBF;
-    size_t len;
-
-    if (b >= 0xC2 && b <= 0xDF)
-        len = 2;
-    else if (b >= 0xE0 && b <= 0xEF)
-        len = 3;
-    else if (b >= 0xF0 && b <= 0xF4)
-        len = 4;
-    else
-        return 0;
-    if (b == 0xE0)
-        lo = 0xA0;
-    else if (b == 0xED)
-        hi = 0x9F;
-    else if (b == 0xF0)
-        lo = 0x90;
-    else if (b == 0xF4)
-        hi = 0x8F;
-    if (n < len || u[1] < lo || u[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((u[i] & 0xC0) != 0x80)
-            return 0;
-    return len;
-}
-
-/* <s> as a JSON string: control characters escaped, bytes that are not UTF-8 as U+FFFD. */
+/* <s> as a JSON string, escaped exactly as the native form escapes it (audit_json_str). */
 static void put_str(struct out *o, const char *s, size_t len)
 {
-    static const char hexdig[] = "0123456789abcdef";
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-
-    PUT_LIT(o, "\"");
-    while (i < len) {
-        size_t run = i;
-
-        while (run < len && u[run] >= 0x20 && u[run] < 0x80 && u[run] != '"' && u[run] != '\\')
-            run++;
-        if (run > i) {
-            put(o, s + i, run - i);
-            i = run;
-            continue;
-        }
-        if (u[i] == '"' || u[i] == '\\') {
-            char esc[2] = {'\\', (char)u[i]};
-
-            put(o, esc, 2);
-            i++;
-        } else if (u[i] < 0x20) {
-            char esc[6] = {'\\', 'u', '0', '0', hexdig[u[i] >> 4], hexdig[u[i] & 15]};
-
-            put(o, esc, 6);
-            i++;
-        } else {
-            size_t n = utf8_seq(u + i, len - i);
-
-            if (n == 0) {
-                PUT_LIT(o, "\\ufffd");
-                i++;
-            } else {
-                put(o, s + i, n);
-                i += n;
-            }
-        }
+    char stack[512];
+    size_t need = 6 * len + 2;
+    char *tmp = need <= sizeof(stack) ? stack : malloc(need);
+    if (!tmp) {
+        o->failed = 1;
+        return;
     }
-    PUT_LIT(o, "\"");
+    char *end = audit_json_str(tmp, s, len);
+    put(o, tmp, (size_t)(end - tmp));
+    if (tmp != stack)
+        free(tmp);
 }
 
 static void put_cstr(struct out *o, const char *s)

@@ -559,7 +559,8 @@ struct audit_spool *audit_spool_open(const char *dir, uint64_t max_bytes, char *
     }
     closedir(d);
     d = NULL;
-    qsort(nos, nnos, sizeof(*nos), cmp_u64);
+    if (nnos > 0)
+        qsort(nos, nnos, sizeof(*nos), cmp_u64);
     for (i = 0; i < nnos; i++) {
         if (load_seg(sp, nos[i], err, errlen) == -1)
             goto fail;

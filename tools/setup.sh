@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 BUILD_PKGS="build-essential cmake pkg-config libssl-dev libevent-dev node-llhttp librdkafka-dev libzstd-dev
   libsodium-dev libcmocka-dev libjansson-dev libvectorscan-dev libidn2-dev zstd"
-TEST_PKGS="curl openssl"
+TEST_PKGS="curl openssl kcat rsyslog rsyslog-openssl"
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
