@@ -56,6 +56,15 @@ enum audit_str {
     AUDIT_STR_DRY_RUN,         /* "dry_run": group \t id \t priority \t action it would have taken */
     AUDIT_STR_UNEVALUABLE,     /* "unevaluable": group \t id \t priority \t condition */
     AUDIT_STR_DNS_ANSWERS,     /* "dns.answers": address \n address ... */
+    AUDIT_STR_TLS_SNI,         /* "tls.sni": the ClientHello's server name */
+    AUDIT_STR_TLS_ALPN,        /* "tls.alpn_offered": protocol \n protocol ... */
+    AUDIT_STR_TLS_HELLO,       /* "tls.client_hello": "ok", "not_tls", "malformed", "timeout" */
+    AUDIT_STR_TLS_VERSION,     /* "tls.version" of an intercepted connection ("TLSv1.3") */
+    AUDIT_STR_TLS_CIPHER,      /* "tls.cipher" */
+    AUDIT_STR_TLS_CERT,        /* "tls.upstream_certificate": sha256 \t issuer \t subject \t not_before \t not_after */
+    AUDIT_STR_TLS_LEAF_SERIAL, /* "tls.leaf.serial": the minted leaf's serial (hex) */
+    AUDIT_STR_TLS_VERIFY_ERROR,/* "tls.verify_error": why the upstream certificate was refused */
+    AUDIT_STR_PARENT_FLOW,     /* "parent_flow_id": the CONNECT tunnel a request inside interception came through */
     AUDIT_STR_COUNT
 };
 
@@ -71,6 +80,16 @@ enum audit_flag {
     AUDIT_F_TRUNCATED = 1u << 7,   /* some string did not fit the text area: "truncated": true */
     AUDIT_F_FLOW = 1u << 8,        /* flow_id is set */
     AUDIT_F_DNS = 1u << 9,         /* dns {answers, used (= destination.ip), latency_ms} */
+    AUDIT_F_TLS = 1u << 10,        /* tls {...}, with tls_bits */
+};
+
+/* tls_bits of an event with AUDIT_F_TLS */
+enum audit_tls_bit {
+    AUDIT_TLS_INTERCEPTED = 1u << 0,   /* "intercepted": true */
+    AUDIT_TLS_SNI_COMPARED = 1u << 1,  /* an SNI was compared with the CONNECT host: "sni_matches_host" present */
+    AUDIT_TLS_SNI_MATCHES = 1u << 2,   /* ... and it matched */
+    AUDIT_TLS_LEAF = 1u << 3,          /* a leaf was minted or taken from the cache: "leaf" present */
+    AUDIT_TLS_LEAF_CACHE_HIT = 1u << 4,/* "leaf.cache": "hit" (else "miss") */
 };
 
 struct audit_ip {
@@ -86,7 +105,7 @@ struct audit_event {
     uint8_t kind;   /* enum audit_event_kind */
     uint8_t phase;  /* enum audit_phase */
     uint8_t action; /* enum audit_action */
-    uint8_t reserved;
+    uint8_t tls_bits; /* enum audit_tls_bit, with AUDIT_F_TLS */
     uint32_t flags; /* enum audit_flag bits */
     int64_t time_us; /* wall clock, microseconds since the epoch, set by audit_event_init() */
     uint8_t flow_id[16];

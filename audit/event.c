@@ -575,6 +575,8 @@ static char *event_json(char *p, const struct audit_event *ev, const char *kind,
         p += AUDIT_FLOW_ID_LEN;
         *p++ = '"';
     }
+    first = 0;
+    PUT_FIELD(p, ev, AUDIT_STR_PARENT_FLOW, ",\"parent_flow_id\":", &first);
     if (phase != NULL) {
         PUT_LIT(p, ",\"phase\":\"");
         memcpy(p, phase, strlen(phase));
@@ -663,6 +665,80 @@ static char *event_json(char *p, const struct audit_event *ev, const char *kind,
         p = put_u64(p, ev->dns_latency_us / 1000);
         *p++ = '.';
         p = put_fixed(p, ev->dns_latency_us % 1000, 3);
+        *p++ = '}';
+    }
+    if (fl & AUDIT_F_TLS) {
+        size_t len;
+        const char *a;
+        first = 1;
+        PUT_LIT(p, ",\"tls\":{");
+        PUT_FIELD(p, ev, AUDIT_STR_TLS_SNI, ",\"sni\":", &first);
+        if ((a = audit_event_str(ev, AUDIT_STR_TLS_ALPN, &len)) != NULL) {
+            const char *end = a + len;
+            if (!first)
+                *p++ = ',';
+            first = 0;
+            PUT_LIT(p, "\"alpn_offered\":[");
+            for (int n = 0; a < end; n++) {
+                const char *eol = memchr(a, '\n', (size_t)(end - a));
+                if (eol == NULL)
+                    eol = end;
+                if (n)
+                    *p++ = ',';
+                p = audit_json_str(p, a, (size_t)(eol - a));
+                a = eol + 1;
+            }
+            *p++ = ']';
+        }
+        if (!first)
+            *p++ = ',';
+        first = 0;
+        if (ev->tls_bits & AUDIT_TLS_INTERCEPTED)
+            PUT_LIT(p, "\"intercepted\":true");
+        else
+            PUT_LIT(p, "\"intercepted\":false");
+        if (ev->tls_bits & AUDIT_TLS_SNI_COMPARED) {
+            if (ev->tls_bits & AUDIT_TLS_SNI_MATCHES)
+                PUT_LIT(p, ",\"sni_matches_host\":true");
+            else
+                PUT_LIT(p, ",\"sni_matches_host\":false");
+        }
+        PUT_FIELD(p, ev, AUDIT_STR_TLS_HELLO, ",\"client_hello\":", &first);
+        PUT_FIELD(p, ev, AUDIT_STR_TLS_VERSION, ",\"version\":", &first);
+        PUT_FIELD(p, ev, AUDIT_STR_TLS_CIPHER, ",\"cipher\":", &first);
+        if ((a = audit_event_str(ev, AUDIT_STR_TLS_CERT, &len)) != NULL) {
+            static const char *const keys[] = {"sha256", "issuer", "subject", "not_before", "not_after"};
+            const char *end = a + len;
+            PUT_LIT(p, ",\"upstream_certificate\":{");
+            for (size_t k = 0; k < 5; k++) {
+                const char *m = a;
+                while (a < end && *a != '\t')
+                    a++;
+                if (k)
+                    *p++ = ',';
+                *p++ = '"';
+                memcpy(p, keys[k], strlen(keys[k]));
+                p += strlen(keys[k]);
+                *p++ = '"';
+                *p++ = ':';
+                p = audit_json_str(p, m, (size_t)(a - m));
+                if (a < end)
+                    a++;
+            }
+            *p++ = '}';
+        }
+        if (ev->tls_bits & AUDIT_TLS_LEAF) {
+            int lfirst = 1;
+            PUT_LIT(p, ",\"leaf\":{");
+            PUT_FIELD(p, ev, AUDIT_STR_TLS_LEAF_SERIAL, ",\"serial\":", &lfirst);
+            if (!lfirst)
+                *p++ = ',';
+            if (ev->tls_bits & AUDIT_TLS_LEAF_CACHE_HIT)
+                PUT_LIT(p, "\"cache\":\"hit\"}");
+            else
+                PUT_LIT(p, "\"cache\":\"miss\"}");
+        }
+        PUT_FIELD(p, ev, AUDIT_STR_TLS_VERIFY_ERROR, ",\"verify_error\":", &first);
         *p++ = '}';
     }
     if (fl & AUDIT_F_RESPONSE) {

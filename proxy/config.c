@@ -28,6 +28,7 @@ static const char default_config[] =
     "    \"upstream_response_ms\": 60000,\n"
     "    \"idle_tunnel_ms\": 300000,\n"
     "    \"client_idle_ms\": 60000,\n"
+    "    \"client_hello_ms\": 3000,\n"
     "    \"drain_ms\": 10000\n"
     "  },\n"
     "  \"limits\": {\n"
@@ -198,13 +199,14 @@ static void apply(struct proxy_config *c, const json_t *root, struct errs *e)
     const json_t *t = get_object(e, root, "timeouts");
     if (t) {
         static const char *const keys[] = {"header_read_ms", "connect_ms", "upstream_response_ms", "idle_tunnel_ms",
-                                           "client_idle_ms", "drain_ms", NULL};
+                                           "client_idle_ms", "client_hello_ms", "drain_ms", NULL};
         check_keys(e, t, "timeouts", keys);
         get_ms(e, t, "timeouts", "header_read_ms", &c->timeouts.header_read_ms);
         get_ms(e, t, "timeouts", "connect_ms", &c->timeouts.connect_ms);
         get_ms(e, t, "timeouts", "upstream_response_ms", &c->timeouts.upstream_response_ms);
         get_ms(e, t, "timeouts", "idle_tunnel_ms", &c->timeouts.idle_tunnel_ms);
         get_ms(e, t, "timeouts", "client_idle_ms", &c->timeouts.client_idle_ms);
+        get_ms(e, t, "timeouts", "client_hello_ms", &c->timeouts.client_hello_ms);
         get_ms(e, t, "timeouts", "drain_ms", &c->timeouts.drain_ms);
     }
 

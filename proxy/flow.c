@@ -20,6 +20,7 @@
 
 #include "audit/diag.h"
 #include "proxy/auth.h"
+#include "proxy/clienthello.h"
 #include "proxy/proxy-int.h"
 
 static llhttp_settings_t req_settings;
@@ -144,6 +145,24 @@ static void fill_event(struct conn *c, struct audit_event *ev)
         ev->flags |= AUDIT_F_DESTINATION;
         audit_ip_from_sockaddr(&ev->destination, (const struct sockaddr *)&f->dest);
     }
+    if (f->is_connect && f->hello_done) {
+        ev->flags |= AUDIT_F_TLS;
+        const char *hr = f->hello_result == PROXY_CH_OK          ? "ok"
+                         : f->hello_result == PROXY_CH_NOT_TLS    ? "not_tls"
+                         : f->hello_result == PROXY_CH_NEED_MORE  ? "timeout"
+                                                                  : "malformed";
+        audit_event_set_str(ev, AUDIT_STR_TLS_HELLO, hr, strlen(hr));
+        if (f->hello.sni[0]) {
+            audit_event_set_str(ev, AUDIT_STR_TLS_SNI, f->hello.sni, strlen(f->hello.sni));
+            ev->tls_bits |= AUDIT_TLS_SNI_COMPARED;
+            if (strcmp(f->hello.sni, f->target.host) == 0)
+                ev->tls_bits |= AUDIT_TLS_SNI_MATCHES;
+        }
+        for (size_t i = 0; i < f->hello.nalpn; i++) {
+            const char *m[] = {f->hello.alpn[i]};
+            audit_event_list_add(ev, AUDIT_STR_TLS_ALPN, m, 1);
+        }
+    }
     if (f->dns_resolved) {
         ev->flags |= AUDIT_F_DNS;
         ev->dns_latency_us = f->dns_latency_us;
@@ -233,9 +252,10 @@ void conn_send_error_hdr(struct conn *c, unsigned status, const char *reason, co
     if (!f->active && !f->refused)
         flow_begin(c);
     if (f->resp_started) {
-        /* too late for a status: the client sees the connection close mid-response */
+        /* too late for a status (a response or a CONNECT's 200 is out): what was written
+         * goes out, then the connection closes */
         conn_flow_end(c, reason);
-        conn_free(c);
+        begin_closing(c);
         return;
     }
     f->status = (uint16_t)status;
@@ -452,6 +472,8 @@ static int parse_absolute_url(struct conn *c, const char **reason)
 
 static void on_resolved(struct conn *c, int err, const struct sockaddr_storage *addrs, size_t naddrs);
 static void admit_flow(struct conn *c);
+static void peek_hello(struct conn *c);
+static void hello_done(struct conn *c, enum proxy_ch_result r);
 static void check_auth(struct conn *c);
 static void deny_phase(struct conn *c, enum audit_phase phase, const struct policy_decision *d);
 
@@ -528,6 +550,7 @@ static void policy_input_of(struct conn *c, enum audit_phase phase, struct polic
     in->host = f->target.host;
     in->port = f->target.port;
     in->is_connect = f->is_connect;
+    in->sni = f->hello_done && f->hello.sni[0] ? f->hello.sni : NULL;
     in->content_length = -1;
     if (phase >= AUDIT_PHASE_PRE_REQUEST && f->dest_set)
         in->dest = (const struct sockaddr *)&f->dest;
@@ -558,39 +581,59 @@ static void deny_phase(struct conn *c, enum audit_phase phase, const struct poli
     conn_send_error(c, 403, "denied", text);
 }
 
-/* Evaluates <phase>, records it and applies it: 0 when the flow goes on, -1 when it was
- * denied (and answered). */
-static int run_phase(struct conn *c, enum audit_phase phase)
+/* Evaluates <phase> with the built-in guards into <d>, without recording anything. */
+static void decide_phase(struct conn *c, enum audit_phase phase, struct policy_decision *d)
 {
     struct flow *f = &c->flow;
     struct policy_input in;
-    struct policy_decision d;
     policy_input_of(c, phase, &in);
-    proxy_policy_eval(f->pc, &in, f->allowed_by_rule, &d, NULL, NULL);
+    proxy_policy_eval(f->pc, &in, f->allowed_by_rule, d, NULL, NULL);
+    if (d->action == AUDIT_ACTION_DENY)
+        return;
 
-    /* built-in guards: an explicit allow rule naming the port / destination lifts them */
-    if (phase == AUDIT_PHASE_PRE_DNS && f->is_connect && d.action != AUDIT_ACTION_DENY &&
-        !policy_pconf_connect_port_ok(f->pc, f->target.port) && !(d.by_rule && d.rule_has_port)) {
-        memset(&d.rule, 0, sizeof(d.rule));
-        d.action = AUDIT_ACTION_DENY;
-        d.by_rule = 1;
-        d.rule.id = "connect_ports";
-        d.reason = "connect_port_not_allowed";
-        d.message = NULL;
-    }
-    if (phase == AUDIT_PHASE_PRE_REQUEST && policy_pconf_ssrf_guard(f->pc) && d.action != AUDIT_ACTION_DENY &&
-        !(d.by_rule && d.rule_has_destination)) {
+    /* built-in guards: an explicit allow rule naming the port / SNI / destination lifts them */
+    const char *guard = NULL, *why = NULL;
+    if (phase == AUDIT_PHASE_PRE_DNS && f->is_connect && !policy_pconf_connect_port_ok(f->pc, f->target.port) &&
+        !(d->by_rule && d->rule_has_port)) {
+        guard = "connect_ports";
+        why = "connect_port_not_allowed";
+    } else if (phase == AUDIT_PHASE_PRE_DNS && f->is_connect && f->hello_done && f->hello.sni[0] &&
+               strcmp(f->hello.sni, f->target.host) != 0 && !policy_pconf_sni_mismatch_allowed(f->pc) &&
+               !(d->by_rule && d->rule_has_sni)) {
+        guard = "sni_guard";
+        why = "sni_mismatch"; /* domain fronting: the tunnel would reach another name than the one checked */
+    } else if (phase == AUDIT_PHASE_PRE_DNS && f->is_connect && f->hello_done && f->hello_result != PROXY_CH_OK &&
+               !policy_pconf_non_tls_allowed(f->pc)) {
+        guard = "tls_only";
+        why = f->hello_result == PROXY_CH_MALFORMED ? "client_hello_malformed"
+              : f->hello_result == PROXY_CH_NEED_MORE ? "client_hello_timeout"
+                                                      : "not_tls";
+    } else if (phase == AUDIT_PHASE_PRE_REQUEST && policy_pconf_ssrf_guard(f->pc) &&
+               !(d->by_rule && d->rule_has_destination)) {
         enum proxy_ssrf_class cls = proxy_ssrf_classify(in.dest, &c->w->server->self);
         if (cls != PROXY_SSRF_PUBLIC) {
             snprintf(f->ssrf_reason, sizeof(f->ssrf_reason), "ssrf.%s", proxy_ssrf_class_name(cls));
-            memset(&d.rule, 0, sizeof(d.rule));
-            d.action = AUDIT_ACTION_DENY;
-            d.by_rule = 1;
-            d.rule.id = "ssrf_guard";
-            d.reason = f->ssrf_reason;
-            d.message = NULL;
+            guard = "ssrf_guard";
+            why = f->ssrf_reason;
         }
     }
+    if (guard) {
+        memset(&d->rule, 0, sizeof(d->rule));
+        d->action = AUDIT_ACTION_DENY;
+        d->by_rule = 1;
+        d->rule.id = guard;
+        d->reason = why;
+        d->message = NULL;
+    }
+}
+
+/* Evaluates <phase>, records it and applies it: 0 when the flow goes on, -1 when it was
+ * denied (and answered: 403, or a closed tunnel after its 200). */
+static int run_phase(struct conn *c, enum audit_phase phase)
+{
+    struct flow *f = &c->flow;
+    struct policy_decision d;
+    decide_phase(c, phase, &d);
     if (d.action == AUDIT_ACTION_DENY) {
         deny_phase(c, phase, &d);
         return -1;
@@ -603,6 +646,60 @@ static int run_phase(struct conn *c, enum audit_phase phase)
         return -1;
     }
     return 0;
+}
+
+/* ---- CONNECT: the 200, then the ClientHello before anything goes upstream ---- */
+
+static void resolve_target(struct conn *c)
+{
+    c->state = CONN_RESOLVING;
+    c->flow.dns_start_us = proxy_now_mono_us();
+    proxy_resolve(c, on_resolved);
+}
+
+/* The ClientHello is in (or will not come): pre_dns decides with the SNI, then resolution. */
+static void hello_done(struct conn *c, enum proxy_ch_result r)
+{
+    struct flow *f = &c->flow;
+    evtimer_del(c->timer);
+    f->hello_done = 1;
+    f->hello_result = r;
+    if (r != PROXY_CH_OK)
+        memset(&f->hello, 0, sizeof(f->hello));
+    bufferevent_disable(c->bev, EV_READ); /* what follows is the upstream's business */
+    if (run_phase(c, AUDIT_PHASE_PRE_DNS) == -1)
+        return;
+    resolve_target(c);
+}
+
+/* Reads the ClientHello from the client's input without consuming it: the same bytes go
+ * upstream (or into the TLS server of an interception). */
+static void peek_hello(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t n = evbuffer_get_length(in);
+    if (n == 0)
+        return;
+    if (n > PROXY_CH_MAX_PEEK)
+        n = PROXY_CH_MAX_PEEK;
+    const uint8_t *data = evbuffer_pullup(in, (ssize_t)n);
+    enum proxy_ch_result r = proxy_clienthello_parse(data, n, &c->flow.hello);
+    if (r == PROXY_CH_NEED_MORE && n < PROXY_CH_MAX_PEEK)
+        return; /* more to come: the timer bounds the wait */
+    hello_done(c, r == PROXY_CH_NEED_MORE ? PROXY_CH_MALFORMED : r);
+}
+
+/* A CONNECT past its first checks: answer 200, then wait for the client's first bytes. */
+static void connect_accepted(struct conn *c)
+{
+    struct flow *f = &c->flow;
+    evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 200 Connection established\r\n\r\n", 39);
+    f->status = 200;
+    f->resp_started = 1;
+    c->state = CONN_PEEK;
+    conn_set_timer(c, c->cfg->timeouts.client_hello_ms);
+    bufferevent_enable(c->bev, EV_READ);
+    peek_hello(c); /* the client may have sent its ClientHello right behind the CONNECT */
 }
 
 /* ---- proxy authentication ---- */
@@ -715,11 +812,21 @@ static void admit_flow(struct conn *c)
     }
     if (c->state == CONN_WAIT_RING)
         evtimer_del(c->timer);
+    if (c->flow.is_connect) {
+        /* what can be denied before the tunnel is, with a 403; pre_dns is recorded once the
+         * ClientHello has shown the SNI */
+        struct policy_decision d;
+        decide_phase(c, AUDIT_PHASE_PRE_DNS, &d);
+        if (d.action == AUDIT_ACTION_DENY) {
+            deny_phase(c, AUDIT_PHASE_PRE_DNS, &d);
+            return;
+        }
+        connect_accepted(c);
+        return;
+    }
     if (run_phase(c, AUDIT_PHASE_PRE_DNS) == -1)
         return;
-    c->state = CONN_RESOLVING;
-    c->flow.dns_start_us = proxy_now_mono_us();
-    proxy_resolve(c, on_resolved);
+    resolve_target(c);
 }
 
 /* Runs the request parser over the client's input until it pauses or runs dry. */
@@ -1131,6 +1238,12 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
     }
     if (c->state == CONN_TUNNEL)
         return; /* tunnel.c owns the callbacks then */
+    if (c->state == CONN_PEEK) {
+        conn_hold(c);
+        peek_hello(c);
+        conn_release(c);
+        return;
+    }
     conn_feed(c);
 }
 
@@ -1280,6 +1393,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         break;
     case CONN_WAIT_RING:
         admit_flow(c);
+        break;
+    case CONN_PEEK: /* no (whole) ClientHello in time: a server-speaks-first protocol, or a stalled client */
+        hello_done(c, evbuffer_get_length(bufferevent_get_input(c->bev)) ? PROXY_CH_MALFORMED : PROXY_CH_NEED_MORE);
         break;
     default:
         break;

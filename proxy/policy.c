@@ -131,6 +131,8 @@ struct policy_pconf {
     enum audit_action defaults[NPHASES];
     int ssrf_guard;
     struct range_list connect_ports;
+    int sni_mismatch_allowed;
+    int non_tls_allowed;
 };
 
 struct proxy_policy {
@@ -944,7 +946,7 @@ static void parse_default(struct errs *e, const char *path, const json_t *v, str
 static void parse_pconfs(struct errs *e, const json_t *root, struct proxy_policy *p)
 {
     static const char *const keys[] = {"name", "sources", "rule_groups", "default_action", "ssrf_guard",
-                                       "connect_ports", NULL};
+                                       "connect_ports", "sni_mismatch", "non_tls_tunnels", "intercept", NULL};
     json_t *pcs = json_object_get(root, "proxy_configurations");
     size_t i;
     json_t *j;
@@ -1033,6 +1035,15 @@ static void parse_pconfs(struct errs *e, const json_t *root, struct proxy_policy
         if (sg && !json_is_boolean(sg))
             add_err(e, "proxy_configurations[%zu].ssrf_guard: must be true or false", i);
         pc->ssrf_guard = sg ? json_is_true(sg) : 1;
+        static const char *const da[] = {"deny", "allow"};
+        json_t *sm = json_object_get(j, "sni_mismatch"), *nt = json_object_get(j, "non_tls_tunnels");
+        int smv = sm ? parse_enum(json_string_value(sm), da, 2) : 0, ntv = nt ? parse_enum(json_string_value(nt), da, 2) : 0;
+        if (smv < 0)
+            add_err(e, "proxy_configurations[%zu].sni_mismatch: must be \"deny\" or \"allow\"", i);
+        if (ntv < 0)
+            add_err(e, "proxy_configurations[%zu].non_tls_tunnels: must be \"deny\" or \"allow\"", i);
+        pc->sni_mismatch_allowed = smv == 1;
+        pc->non_tls_allowed = ntv == 1;
         json_t *cp = json_object_get(j, "connect_ports");
         snprintf(path, sizeof(path), "proxy_configurations[%zu].connect_ports", i);
         if (cp)
@@ -1154,6 +1165,16 @@ static int in_ranges(const struct range_list *l, int64_t v)
 int policy_pconf_connect_port_ok(const struct policy_pconf *pc, uint16_t port)
 {
     return in_ranges(&pc->connect_ports, port);
+}
+
+int policy_pconf_sni_mismatch_allowed(const struct policy_pconf *pc)
+{
+    return pc->sni_mismatch_allowed;
+}
+
+int policy_pconf_non_tls_allowed(const struct policy_pconf *pc)
+{
+    return pc->non_tls_allowed;
 }
 
 static int rx_match(const struct rx *r, const char *s, size_t len)
@@ -1438,6 +1459,7 @@ void proxy_policy_eval(const struct policy_pconf *pc, const struct policy_input 
             out->message = r->message;
             out->rule_has_destination = (r->has & (1u << POLICY_COND_DESTINATION_CIDR)) != 0;
             out->rule_has_port = (r->has & (1u << POLICY_COND_PORT)) != 0;
+            out->rule_has_sni = (r->has & (1u << POLICY_COND_SNI)) != 0;
             decided = 1;
         }
         if (cand != stack)

@@ -88,6 +88,7 @@ struct policy_decision {
     const char *message;         /* the deciding rule's message, or NULL */
     int rule_has_destination;    /* the deciding allow names destination_cidr (SSRF guard exception) */
     int rule_has_port;           /* the deciding allow names port (CONNECT port exception) */
+    int rule_has_sni;            /* the deciding allow names sni (domain fronting exception) */
     struct policy_rule_ref alerts[POLICY_MAX_LISTED];
     size_t nalerts;
     struct policy_rule_ref dry_run[POLICY_MAX_LISTED];
@@ -118,6 +119,8 @@ const struct policy_pconf *proxy_policy_select(const struct proxy_policy *p, con
 const char *policy_pconf_name(const struct policy_pconf *pc);
 int policy_pconf_ssrf_guard(const struct policy_pconf *pc);
 int policy_pconf_connect_port_ok(const struct policy_pconf *pc, uint16_t port);
+int policy_pconf_sni_mismatch_allowed(const struct policy_pconf *pc); /* "sni_mismatch": "allow" */
+int policy_pconf_non_tls_allowed(const struct policy_pconf *pc);      /* "non_tls_tunnels": "allow" */
 
 /* One line of the decision trace (for `vigil --explain`). */
 typedef void (*policy_trace_cb)(void *arg, const char *line);

@@ -24,6 +24,7 @@
 #include <llhttp.h>
 
 #include "audit/audit.h"
+#include "proxy/clienthello.h"
 #include "proxy/http.h"
 #include "proxy/policy.h"
 #include "proxy/proxy.h"
@@ -62,6 +63,7 @@ enum conn_state {
     CONN_IDLE = 0,  /* waiting for a request (keep-alive) */
     CONN_HEAD,      /* reading request headers */
     CONN_AUTH,      /* the credentials are being checked on an offload thread */
+    CONN_PEEK,      /* CONNECT answered 200: waiting for the ClientHello */
     CONN_WAIT_RING, /* overflow policy "block": the head waits for room in the ring */
     CONN_RESOLVING, /* pre_dns done, waiting for evdns */
     CONN_CONNECTING,
@@ -114,6 +116,9 @@ struct flow {
     int post_denied;               /* post_response denied: answered once the parser returns */
     struct policy_decision post_deny;
     char ssrf_reason[40];
+    struct proxy_clienthello hello; /* CONNECT: what the ClientHello showed */
+    int hello_done;                 /* the ClientHello was read (or will not come) */
+    int hello_result;               /* enum proxy_ch_result */
     struct evbuffer *req_head; /* the head as sent upstream, until the first response byte */
 };
 

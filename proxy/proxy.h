@@ -22,6 +22,7 @@ struct proxy_timeouts {
     unsigned upstream_response_ms; /* upstream silent while a response is awaited or streamed: 504 */
     unsigned idle_tunnel_ms;       /* no byte either way in a CONNECT tunnel: closed */
     unsigned client_idle_ms;       /* keep-alive client connection with no request */
+    unsigned client_hello_ms;      /* CONNECT: after the 200, how long the ClientHello may take */
     unsigned drain_ms;             /* on SIGTERM, how long in-flight flows may take */
 };
 

@@ -213,12 +213,10 @@ void tunnel_start(struct conn *c)
         return;
     }
     c->state = CONN_TUNNEL;
-    f->status = 200;
-    f->resp_started = 1;
 
-    /* the 200 first, then whatever the client sent right behind its CONNECT head (a
-     * ClientHello): both are already in bufferevent input/output buffers */
-    evbuffer_add(t->side[0].out, "HTTP/1.1 200 Connection established\r\n\r\n", 39);
+    /* the 200 may still be on its way to the client, and the ClientHello that was peeked is
+     * in the client's input: both move to the relay's buffers, in order */
+    evbuffer_add_buffer(t->side[0].out, bufferevent_get_output(c->bev));
     struct evbuffer *cin = bufferevent_get_input(c->bev);
     f->bytes_up += evbuffer_get_length(cin);
     evbuffer_add_buffer(t->side[1].out, cin);

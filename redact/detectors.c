@@ -811,6 +811,8 @@ void redact_free(struct redact *rd)
     free(rd->pending);
     free(rd->raw);
     free(rd->batch);
+    free(rd->fsp);
+    free(rd->fidx);
     free(rd->hits);
     free(rd->spans);
     free(rd);

@@ -169,8 +169,12 @@ struct redact {
     size_t *pend_to; /* per detector: end of its confirm window in the current field, 0 = none */
     unsigned *pending;
     size_t npending;
-    char *batch; /* fields joined by '\n' for one main scan */
+    char *batch; /* fields joined by '\n' for one main scan, field-rule spans masked */
     size_t batch_cap;
+    struct redact_span *fsp; /* a batch's field-rule spans, all fields */
+    size_t nfsp, capfsp;
+    size_t *fidx; /* field i's spans are fsp[fidx[i], fidx[i + 1]) */
+    size_t capfidx;
     struct redact_hit *hits; /* confirmed hits of the current field */
     size_t nhits, caphits;
     long *last_hit; /* per detector: index of its latest hit in <hits>, or -1 */

@@ -1,16 +1,21 @@
 /* redact/scan.c - one redaction call: field rules, one Vectorscan pass, overlaps, output.
  *
- *   input ──► field rules add "forced" spans (the credentials of Authorization, cookie values,
+ *   field ──► field rules add "forced" spans (the credentials of Authorization, cookie values,
  *             userinfo, configured query parameters and path segments)
- *         ──► hs_scan over the whole field with every enabled detector: hits (detector, start, end)
- *         ──► each hit validated (the validator may narrow it to the secret itself)
+ *         ──► main scan: one hs_scan over the field (or over all fields of a batch, joined by
+ *             '\n') with every enabled detector, forced spans masked: which detectors hit, and
+ *             where their matches end (no start-of-match tracking: cheaper)
+ *         ──► confirm: a fixed-width detector's hit is its match (start = end - width); any
+ *             other detector that hit runs alone, with SOM, on the field up to its last end:
+ *             the exact (start, end) of each match, on a window bounded by the field
+ *         ──► each match validated (the validator may narrow it to the secret itself)
  *         ──► candidates, longest first, then highest priority:
- *               inside an accepted span       → dropped
+ *               inside an accepted span        → dropped
  *               straddling a field rule's span → dropped (the rule knows the field's syntax)
- *               overlapping a detector's span → that span grows to cover it (nothing a detector
- *                                               confirmed leaks around a token's edge)
- *               else                          → accepted
- *         ──► the input copied with each accepted span replaced by its token
+ *               overlapping a detector's span  → that span grows to cover it (nothing a
+ *                                                detector confirmed leaks around a token's edge)
+ *               else                           → accepted
+ *         ──► the field copied with each accepted span replaced by its token
  *
  * The hot path allocates only while its work arrays and the caller's result buffers grow to
  * the largest field seen. A field longer than the limit, a Vectorscan error, too many hits or
@@ -302,7 +307,8 @@ static void resolve(struct redact *rd, const char *s, size_t len)
                                    .prio = d->priority, .rank = rank++};
     }
     /* Grown spans may now overlap their neighbours: merge, keeping the better-ranked class. */
-    qsort(rd->spans, rd->nspans, sizeof(*rd->spans), cmp_span);
+    if (rd->nspans > 1)
+        qsort(rd->spans, rd->nspans, sizeof(*rd->spans), cmp_span);
     if (rd->nspans > 1) {
         size_t k = 0;
 
@@ -355,7 +361,8 @@ static int emit(struct redact *rd, const char *s, size_t len, struct redact_resu
         struct redact_match *m = &res->mbuf[i];
         size_t tl;
 
-        memcpy(res->buf + o, s + pos, sp->start - pos);
+        if (sp->start > pos)
+            memcpy(res->buf + o, s + pos, sp->start - pos);
         o += sp->start - pos;
         if (redact_token_make(rd->kr, sp->cls, s + sp->start, sp->end - sp->start, m->token) == -1)
             return unscannable(rd, s, len, res, 0); /* cannot happen: classes are checked at load */
@@ -370,7 +377,8 @@ static int emit(struct redact *rd, const char *s, size_t len, struct redact_resu
         o += tl;
         pos = sp->end;
     }
-    memcpy(res->buf + o, s + pos, len - pos);
+    if (len > pos)
+        memcpy(res->buf + o, s + pos, len - pos);
     o += len - pos;
     res->buf[o] = '\0';
     res->out = res->buf;
@@ -726,13 +734,41 @@ static void field_rules(struct redact *rd, const struct redact_field *f)
     }
 }
 
-static int one(struct redact *rd, const struct redact_field *f, struct redact_result *res)
+/* Copies <f>'s value to <dst> with the field rules' spans (in rd->spans) replaced by '\n'. What
+ * a field rule tokenizes needs no detector, so the main scan, which only tells which detectors
+ * to confirm, need not look at it: a Bearer token in an Authorization header would otherwise
+ * report a hit at every byte. The confirm scans see the real field, so a '\n' that makes a
+ * match look possible at a span's edge costs a confirm scan, never a wrong result. */
+static void copy_masked(const struct redact *rd, const struct redact_field *f, char *dst)
 {
+    if (f->len > 0)
+        memcpy(dst, f->value, f->len);
+    for (size_t i = 0; i < rd->nspans; i++)
+        memset(dst + rd->spans[i].start, '\n', rd->spans[i].end - rd->spans[i].start);
+}
+
+static int one(struct redact *rd, const struct redact_field *fin, struct redact_result *res)
+{
+    struct redact_field fl = *fin, *f = &fl;
+    const char *scan;
+
+    if (f->value == NULL)
+        f->value = ""; /* with len 0: "nothing" */
+    if (f->name == NULL)
+        f->name = "";
+    scan = f->value;
+
     reset(rd);
     if (f->len > rd->max_field)
         return unscannable(rd, f->value, f->len, res, 0);
     field_rules(rd, f);
-    if (scan_main(rd, f->value, f->len) == -1) {
+    if (rd->nspans > 0 && rd->db != NULL) {
+        if (ensure((void **)&rd->batch, &rd->batch_cap, f->len + 1, 1) == -1)
+            return unscannable(rd, f->value, f->len, res, -1);
+        copy_masked(rd, f, rd->batch);
+        scan = rd->batch;
+    }
+    if (scan_main(rd, scan, f->len) == -1) {
         int rc = rd->oom ? -1 : 0;
 
         return unscannable(rd, f->value, f->len, res, rc);
@@ -799,16 +835,26 @@ int redact_fields(struct redact *rd, const struct redact_field *f, size_t n, str
     for (size_t i = 0; i < n; i++)
         if (f[i].len <= rd->max_field)
             total += f[i].len + 1;
-    if (total > UINT32_MAX
-        || ensure((void **)&rd->batch, &rd->batch_cap, total + 1, 1) == -1)
+    if (total > UINT32_MAX || ensure((void **)&rd->batch, &rd->batch_cap, total + 1, 1) == -1
+        || ensure((void **)&rd->fidx, &rd->capfidx, n + 1, sizeof(*rd->fidx)) == -1)
         return each(rd, f, n, res);
+    rd->nfsp = 0;
     for (size_t i = 0; i < n; i++) {
+        rd->fidx[i] = rd->nfsp;
         if (f[i].len > rd->max_field)
             continue;
-        memcpy(rd->batch + off, f[i].value, f[i].len);
+        reset(rd);
+        field_rules(rd, &f[i]);
+        if (rd->oom || ensure((void **)&rd->fsp, &rd->capfsp, rd->nfsp + rd->nspans, sizeof(*rd->fsp)) == -1)
+            return each(rd, f, n, res);
+        if (rd->nspans > 0)
+            memcpy(rd->fsp + rd->nfsp, rd->spans, rd->nspans * sizeof(*rd->spans));
+        rd->nfsp += rd->nspans;
+        copy_masked(rd, &f[i], rd->batch + off);
         off += f[i].len;
         rd->batch[off++] = '\n';
     }
+    rd->fidx[n] = rd->nfsp;
     rd->oom = 0;
     if (scan_main(rd, rd->batch, off) == -1)
         return each(rd, f, n, res);
@@ -818,7 +864,7 @@ int redact_fields(struct redact *rd, const struct redact_field *f, size_t n, str
         qsort(rd->raw, rd->nraw, sizeof(*rd->raw), cmp_raw);
     off = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t lo = k;
+        size_t lo = k, nf = rd->fidx[i + 1] - rd->fidx[i];
 
         reset(rd);
         if (f[i].len > rd->max_field) {
@@ -827,7 +873,11 @@ int redact_fields(struct redact *rd, const struct redact_field *f, size_t n, str
         }
         while (k < rd->nraw && rd->raw[k].to <= off + f[i].len + 1)
             k++;
-        field_rules(rd, &f[i]);
+        /* the field's rule spans, saved above (rd->spans has room: it held them then) */
+        if (nf > 0)
+            memcpy(rd->spans, rd->fsp + rd->fidx[i], nf * sizeof(*rd->spans));
+        rd->nspans = nf;
+        rd->nforced = (int)nf;
         if (finish(rd, f[i].value, f[i].len, rd->raw + lo, k - lo, off, &res[i]) == -1)
             rc = -1;
         off += f[i].len + 1;

@@ -405,7 +405,8 @@ static int scan_dir(struct redact_keyring *kr, char *err, size_t errlen)
         }
     }
     closedir(d);
-    qsort(kr->keys, kr->n, sizeof(*kr->keys), cmp_key);
+    if (kr->n > 1)
+        qsort(kr->keys, kr->n, sizeof(*kr->keys), cmp_key);
     kr->current = kr->n ? kr->n - 1 : 0;
     return 0;
 }

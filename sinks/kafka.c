@@ -27,8 +27,9 @@
  * When the spool is full, write() accepts nothing more (SINK_RETRY) and health is DOWN;
  * while the broker is unreachable or the spool holds records not yet produced it is
  * DEGRADED. librdkafka's own log goes to diag_log() as component "sink.kafka" (it never
- * logs payloads). Only the pipeline thread calls write/tick/flush/close; health and stats
- * read atomics and may be called from any thread. */
+ * logs payloads). One thread at a time (the sink's delivery thread) calls write, tick and
+ * flush, and close comes after it stopped; health and stats read atomics and may be called
+ * from any thread. */
 #include "sinks/sinks.h"
 #include "sinks/sinks-int.h"
 

@@ -44,8 +44,8 @@
  * delivered once the kernel took all its bytes; syslog over TCP has no acknowledgement, so
  * what sat in the kernel's buffer when a connection died is lost with it (RFC 6587 §3.4.2; RELP
  * exists for that). Messages queued in user space when a connection fails go back to the
- * spool. Only the pipeline thread calls write/tick/flush/close; health and stats read
- * atomics. */
+ * spool. One thread at a time (the sink's delivery thread) calls write, tick and flush, and
+ * close comes after it stopped; health and stats read atomics, from any thread. */
 #include "sinks/sinks.h"
 #include "sinks/sinks-int.h"
 

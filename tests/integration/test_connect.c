@@ -15,6 +15,11 @@
 
 #include "harness.h"
 
+/* Tunnels that carry plain bytes (not TLS) need the proxy configuration to allow them. */
+#define NON_TLS_PCONF                                                                                            \
+    "\"rule_groups\": [" H_LOOPBACK_GROUP "], \"proxy_configurations\": [{\"name\": \"plain-tunnels\","           \
+    " \"rule_groups\": [\"test-loopback\"], \"non_tls_tunnels\": \"allow\"}]"
+
 /* Asserts the events of the one CONNECT flow in the record and returns its flow.end. */
 static json_t *expect_tunnel_flow(struct h_env *e, const char *headers)
 {
@@ -39,6 +44,13 @@ static json_t *expect_tunnel_flow(struct h_env *e, const char *headers)
     h_expect_str(ev, "client.ip", "127.0.0.1");
     if (h_get(ev, "request.path") != NULL && !json_is_null(h_get(ev, "request.path")))
         fail_msg("a CONNECT flow records a request.path");
+
+    /* the ClientHello was read before anything went upstream */
+    h_expect_str(ev, "tls.sni", "localhost");
+    h_expect_str(ev, "tls.client_hello", "ok");
+    assert_true(json_is_false(h_get(ev, "tls.intercepted")));
+    assert_true(json_is_true(h_get(ev, "tls.sni_matches_host")));
+    assert_true(json_array_size(h_get(ev, "tls.alpn_offered")) >= 1);
 
     ev = h_one(e->events, fid, "flow.phase", "pre_request");
     h_expect_default_allow(ev);
@@ -144,7 +156,7 @@ static void test_connect_tunnel_counts_exact_bytes(void **state)
     size_t down;
     json_t *ev;
 
-    h_start(e, NULL, H_DEFAULT);
+    h_start(e, h_config(NON_TLS_PCONF), H_DEFAULT);
     open_tunnel(e, &c, e->http_port);
     assert_int_equal(h_conn_send(&c, get, sizeof(get) - 1, 10000), 0);
     if (h_conn_read_until(&c, NULL, 10000) == -1)
@@ -177,7 +189,7 @@ static void test_connect_client_close_ends_tunnel(void **state)
     struct h_conn c;
     json_t *ev;
 
-    h_start(e, NULL, H_DEFAULT);
+    h_start(e, h_config(NON_TLS_PCONF), H_DEFAULT);
     open_tunnel(e, &c, e->http_port);
     assert_int_equal(h_conn_send(&c, get, sizeof(get) - 1, 10000), 0);
     if (h_conn_read_until(&c, "\r\n\r\nabcdefghij", 10000) == -1)
@@ -193,61 +205,111 @@ static void test_connect_client_close_ends_tunnel(void **state)
     h_done(e);
 }
 
-/* Sends a raw CONNECT to <authority>, expects a proxy-made <status> with X-Vigil-Flow-Id, returns the id. */
-static void connect_refused(struct h_env *e, const char *authority, int status, char fid[64])
+/* Sends a raw CONNECT to <authority> and a few plain bytes: the proxy answers 200 at once (the
+ * ClientHello comes after it and is read before anything goes upstream), then closes when the
+ * upstream cannot be reached (or policy says no). Then stops vigil and returns the CONNECT's flow id
+ * from the record (which h_record leaves in e->events). */
+static void connect_then_closed(struct h_env *e, const char *authority, char fid[64])
 {
-    char req[512], conn[64];
+    char req[512];
     char *reply;
-    int n = snprintf(req, sizeof(req), "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", authority, authority);
+    int n = snprintf(req, sizeof(req), "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\nping\r\n", authority, authority);
 
     reply = h_raw("127.0.0.1", e->proxy_port, req, (size_t)n, 15000, NULL);
-    if (strncmp(reply, "HTTP/1.1 ", 9) != 0 || atoi(reply + 9) != status)
-        fail_msg("CONNECT %s: want %d, got:\n%.500s", authority, status, reply);
-    if (h_header(reply, "X-Vigil-Flow-Id", fid, 64) == -1 || strlen(fid) != H_FLOW_ID_LEN)
-        fail_msg("the %d has no 26-character X-Vigil-Flow-Id:\n%.500s", status, reply);
-    if (h_header(reply, "Connection", conn, sizeof(conn)) == -1 || strcmp(conn, "close") != 0)
-        fail_msg("the %d does not say Connection: close:\n%.500s", status, reply);
+    if (strncmp(reply, "HTTP/1.1 200 ", 13) != 0)
+        fail_msg("CONNECT %s: want 200 then a close, got:\n%.500s", authority, reply);
+    char *body = strstr(reply, "\r\n\r\n");
+    if (!body || body[4] != '\0')
+        fail_msg("CONNECT %s: bytes after the 200 from an upstream that cannot exist:\n%.500s", authority, reply);
     free(reply);
+    h_stop_vigil(e);
+    json_t *evs = h_record(e);
+    snprintf(fid, 64, "%s", h_flow_where(evs, "request.method", "CONNECT"));
 }
 
-/* CONNECT to a closed port gets 502 connect_refused after pre_dns and pre_request */
-static void test_connect_refused_port_502(void **state)
+/* CONNECT to a closed port: 200, the tunnel closes; recorded as connect_refused after pre_dns and pre_request */
+static void test_connect_refused_port_closed(void **state)
 {
     struct h_env *e = *state;
     char authority[64], fid[64];
     json_t *ev;
 
-    h_start(e, NULL, H_NO_ORIGIN);
+    h_start(e, h_config(NON_TLS_PCONF), H_NO_ORIGIN);
     snprintf(authority, sizeof(authority), "127.0.0.1:%d", h_closed_port());
-    connect_refused(e, authority, 502, fid);
-    h_stop_vigil(e);
+    connect_then_closed(e, authority, fid);
 
-    h_record(e);
     h_expect_flow(e->events, fid, "flow.phase:pre_dns", "flow.phase:pre_request", "flow.end", NULL);
     h_expect_str(h_one(e->events, fid, "flow.phase", "pre_dns"), "request.method", "CONNECT");
+    h_expect_str(h_one(e->events, fid, "flow.phase", "pre_dns"), "tls.client_hello", "not_tls");
     ev = h_one(e->events, fid, "flow.end", NULL);
-    h_expect_int(ev, "response.status", 502);
+    h_expect_int(ev, "response.status", 200);
     h_expect_str(ev, "reason", "connect_refused");
     h_done(e);
 }
 
-/* CONNECT to a name that does not resolve gets 502 dns_failure after pre_dns */
-static void test_connect_dns_failure_502(void **state)
+/* CONNECT to a name that does not resolve: 200, the tunnel closes; recorded as dns_failure after pre_dns */
+static void test_connect_dns_failure_closed(void **state)
 {
     struct h_env *e = *state;
     char fid[64];
     json_t *ev;
 
-    h_start(e, NULL, H_NO_ORIGIN);
-    connect_refused(e, "nonexistent.invalid:443", 502, fid);
-    h_stop_vigil(e);
+    h_start(e, h_config(NON_TLS_PCONF), H_NO_ORIGIN);
+    connect_then_closed(e, "nonexistent.invalid:443", fid);
 
-    h_record(e);
     h_expect_flow(e->events, fid, "flow.phase:pre_dns", "flow.end", NULL);
     h_expect_str(h_one(e->events, fid, "flow.phase", "pre_dns"), "request.host", "nonexistent.invalid");
     ev = h_one(e->events, fid, "flow.end", NULL);
-    h_expect_int(ev, "response.status", 502);
     h_expect_str(ev, "reason", "dns_failure");
+    h_done(e);
+}
+
+/* by default a tunnel must carry TLS: plain bytes are recorded as a pre_dns deny and the tunnel closes */
+static void test_connect_non_tls_denied(void **state)
+{
+    struct h_env *e = *state;
+    char fid[64];
+
+    h_start(e, NULL, H_DEFAULT);
+    char authority[64];
+    snprintf(authority, sizeof(authority), "127.0.0.1:%d", e->http_port);
+    connect_then_closed(e, authority, fid);
+
+    h_expect_flow(e->events, fid, "flow.phase:pre_dns", "flow.end", NULL);
+    json_t *ev = h_one(e->events, fid, "flow.phase", "pre_dns");
+    h_expect_str(ev, "action", "deny");
+    h_expect_str(ev, "rule.id", "tls_only");
+    h_expect_str(ev, "reason", "not_tls");
+    h_expect_str(ev, "tls.client_hello", "not_tls");
+    h_expect_str(h_one(e->events, fid, "flow.end", NULL), "reason", "denied");
+    h_done(e);
+}
+
+/* an SNI that is not the CONNECT host (domain fronting) is denied, before anything goes upstream */
+static void test_connect_sni_mismatch_denied(void **state)
+{
+    struct h_env *e = *state;
+    char proxy[64], target[64], *out = NULL;
+
+    h_start(e, NULL, H_DEFAULT);
+    snprintf(proxy, sizeof(proxy), "127.0.0.1:%d", e->proxy_port);
+    snprintf(target, sizeof(target), "localhost:%d", e->https_port);
+    char *const argv[] = {"/usr/bin/openssl", "s_client", "-proxy", proxy, "-connect", target, "-servername",
+                          "fronted.example", "-brief", NULL};
+    assert_int_not_equal(h_run(e, "s_client", argv, 15000, &out, NULL), 0); /* the handshake never completes */
+    free(out);
+    h_stop_vigil(e);
+
+    h_record(e);
+    const char *fid = h_flow_where(e->events, "request.method", "CONNECT");
+    h_expect_flow(e->events, fid, "flow.phase:pre_dns", "flow.end", NULL);
+    json_t *ev = h_one(e->events, fid, "flow.phase", "pre_dns");
+    h_expect_str(ev, "action", "deny");
+    h_expect_str(ev, "rule.id", "sni_guard");
+    h_expect_str(ev, "reason", "sni_mismatch");
+    h_expect_str(ev, "tls.sni", "fronted.example");
+    assert_true(json_is_false(h_get(ev, "tls.sni_matches_host")));
+    h_expect_int(h_one(e->events, fid, "flow.end", NULL), "bytes.up", 0); /* the ClientHello never left */
     h_done(e);
 }
 
@@ -258,7 +320,7 @@ static void test_connect_idle_tunnel_closed(void **state)
     struct h_conn c;
     json_t *ev;
 
-    h_start(e, h_config("\"timeouts\": {\"idle_tunnel_ms\": 300}"), H_DEFAULT);
+    h_start(e, h_config("\"timeouts\": {\"idle_tunnel_ms\": 300}, " NON_TLS_PCONF), H_DEFAULT);
     open_tunnel(e, &c, e->http_port);
     if (h_conn_read_until(&c, NULL, 10000) == -1)
         fail_msg("an idle tunnel was not closed within 10 s with idle_tunnel_ms 300");
@@ -306,7 +368,7 @@ static void test_connect_slow_reader_bounded_buffering(void **state)
 {
     struct h_env *e = *state;
 
-    h_start(e, NULL, H_DEFAULT);
+    h_start(e, h_config(NON_TLS_PCONF), H_DEFAULT);
     unsigned long long generated = stalled_download(e, 1);
     /* socket buffers on both legs (loopback autotuning allows tens of MB) plus the proxy's own */
     assert_true(generated < 128ULL * 1024 * 1024);
@@ -329,8 +391,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_connect_sequential_requests_share_tunnel, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_connect_tunnel_counts_exact_bytes, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_connect_client_close_ends_tunnel, h_setup, h_teardown),
-        cmocka_unit_test_setup_teardown(test_connect_refused_port_502, h_setup, h_teardown),
-        cmocka_unit_test_setup_teardown(test_connect_dns_failure_502, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_connect_refused_port_closed, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_connect_dns_failure_closed, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_connect_non_tls_denied, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_connect_sni_mismatch_denied, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_connect_idle_tunnel_closed, h_setup, h_teardown),
     };
 

@@ -417,7 +417,12 @@ static json_t *check_file(struct h_env *e, const char *transport, json_t *events
         assert_true(strtol(m.procid, NULL, 10) > 0);
         assert_string_equal(m.msgid, h_str(ev, "event"));
         snprintf(seqs, sizeof(seqs), "%lld", seq);
-        expect_sd(&m, "seq", json_string(seqs));
+        {
+            json_t *js = json_string(seqs);
+
+            expect_sd(&m, "seq", js);
+            json_decref(js);
+        }
         expect_sd(&m, "flow_id", json_object_get(ev, "flow_id"));
         expect_sd(&m, "chain", json_object_get(ev, "chain"));
         expect_sd(&m, "phase", json_object_get(ev, "phase"));

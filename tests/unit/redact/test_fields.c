@@ -176,6 +176,102 @@ static void test_fields_query_params_from_options(void **state)
     (void)state;
 }
 
+/* the result of one field in a batch does not depend on the batch: it is the single call's */
+static void check_batch(struct redact *rd, const struct redact_field *fs, size_t n)
+{
+    struct redact_result batch[16], single;
+
+    assert_true(n <= 16);
+    redact_result_init(&single);
+    for (size_t i = 0; i < n; i++)
+        redact_result_init(&batch[i]);
+    assert_int_equal(redact_fields(rd, fs, n, batch), 0);
+    for (size_t i = 0; i < n; i++) {
+        const struct redact_field *f = &fs[i];
+
+        switch (f->kind) {
+        case REDACT_FIELD_STRING:
+            redact_string(rd, f->value, f->len, &single);
+            break;
+        case REDACT_FIELD_URL:
+            redact_url(rd, f->value, f->len, &single);
+            break;
+        case REDACT_FIELD_QUERY:
+            redact_query(rd, f->value, f->len, &single);
+            break;
+        case REDACT_FIELD_HEADER:
+            redact_header(rd, f->name, f->name_len, f->value, f->len, &single);
+            break;
+        }
+        if (strcmp(single.out, batch[i].out) != 0)
+            fail_msg("field %zu: batch \"%s\" != single \"%s\"", i, batch[i].out, single.out);
+        assert_int_equal(single.nmatches, batch[i].nmatches);
+        assert_int_equal(single.flags, batch[i].flags);
+        for (size_t k = 0; k < single.nmatches; k++) {
+            assert_string_equal(single.matches[k].cls, batch[i].matches[k].cls);
+            assert_int_equal(single.matches[k].in_off, batch[i].matches[k].in_off);
+            assert_int_equal(single.matches[k].in_len, batch[i].matches[k].in_len);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        redact_result_fini(&batch[i]);
+    redact_result_fini(&single);
+}
+
+#define SF(s) {.kind = REDACT_FIELD_STRING, .value = (s), .len = sizeof(s) - 1}
+#define UF(s) {.kind = REDACT_FIELD_URL, .value = (s), .len = sizeof(s) - 1}
+#define QF(s) {.kind = REDACT_FIELD_QUERY, .value = (s), .len = sizeof(s) - 1}
+#define HF(n, s) {.kind = REDACT_FIELD_HEADER, .name = (n), .name_len = sizeof(n) - 1, .value = (s), .len = sizeof(s) - 1}
+
+/* a batch gives each field exactly what a call for that field alone gives, at its edges too */
+static void test_fields_batch_equals_single(void **state)
+{
+    struct fx *f = *state, *g;
+    char path[256];
+    struct redact_opts o = {.max_field_bytes = 200};
+    const struct redact_field event[] = {
+        SF("api.example.com"),
+        UF("/v1/users/jane@example.com?token=abc&card=4111111111111111"),
+        HF("Authorization", "Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"),
+        HF("Cookie", "a=1; b=AKIAIOSFODNN7EXAMPLE"),
+        SF("ends with 4111 1111"),
+        SF("1111 1111 starts here"),
+        SF("user@example"),
+        SF(".com"),
+        SF(""),
+        {.kind = REDACT_FIELD_STRING, .value = NULL, .len = 0},
+        SF("k: -----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC"),
+        SF("-----END PRIVATE KEY----- tail"),
+        QF("password=hunter2&x=1"),
+        HF("User-Agent", "bearer abcdefghijklmnopqrstuvwxyz012345"),
+        SF("ssn 123-45-6789"),
+    };
+    const struct redact_field anchored[] = {
+        SF("secret-123"), SF("x secret-456"), SF("secret-789\n"), SF("aaaa"),
+    };
+    char big[300];
+
+    check_batch(f->rd, event, sizeof(event) / sizeof(event[0]));
+    /* a custom detector anchored to the field, and a field over the size limit */
+    write_file(f->dir, "anchored.json",
+               "{\"detectors\": [{\"id\": \"whole\", \"class\": \"custom.whole\", \"pattern\": \"^secret-[0-9]+$\"}]}",
+               path, sizeof(path));
+    o.custom_path = path;
+    g = fx_new(&o);
+    check_batch(g->rd, anchored, sizeof(anchored) / sizeof(anchored[0]));
+    memset(big, 'x', sizeof(big));
+    {
+        const struct redact_field mixed[] = {SF("a@example.com"), {.kind = REDACT_FIELD_STRING, .value = big,
+                                                                     .len = sizeof(big)},
+                                             SF("secret-1")};
+
+        check_batch(g->rd, mixed, 3);
+    }
+    str_check(g, "secret-123", CLASSES("custom.whole"), "secret-123");
+    str_clean(g, "x secret-456");
+    fx_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -188,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_fields_detectors_run_on_the_rest),
         cmocka_unit_test(test_fields_path_segments),
         cmocka_unit_test(test_fields_query_params_from_options),
+        cmocka_unit_test(test_fields_batch_equals_single),
     };
     /* One context for the group: building one compiles every pattern. Tests only read it. */
     return cmocka_run_group_tests_name("redact/fields", tests, fx_setup, fx_teardown);
