@@ -6,6 +6,7 @@
 #ifndef VIGIL_AUDIT_AUDIT_INT_H
 #define VIGIL_AUDIT_AUDIT_INT_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -40,5 +41,45 @@ static inline int64_t audit_mono_us(void)
  * Control characters become \u00XX, bytes that are not UTF-8 become \ufffd. The one JSON
  * string escaper of the native and OCSF forms. */
 char *audit_json_str(char *p, const char *s, size_t len);
+
+/* ---- the redaction stage (audit/redaction.c), driven by the pipeline thread ----
+ *
+ * Per event, in this order:
+ *   audit_redactor_rotate_if_due()  a new key epoch when one is due (start, N records, T s)
+ *   audit_redactor_prepare(in)      redacts every user-data field of <in> (one redact_fields call)
+ *   audit_redactor_key_event(kev)   while it returns 1: write <kev> (an audit.key) as a record
+ *   audit_redactor_finish(in, seq, out)  the redacted event, sealed originals bound to <seq>
+ * Pipeline thread only, but for the counters (any thread). */
+struct audit_event;
+struct audit_redactor;
+struct json_t;
+struct audit_redaction_stats;
+struct audit_redaction_count;
+
+/* Parses <conf> (the "redaction" object; NULL: defaults), opens the token key ring (in
+ * conf's keys_dir, else <keys_dir>), compiles the detectors and loads the roles file. 0 with
+ * the stage in *<out>, or with *<out> NULL when "enabled" is false; -1 with <err>. */
+int audit_redactor_new(struct audit_redactor **out, const struct json_t *conf, const char *keys_dir, char *err,
+                       size_t errlen);
+void audit_redactor_free(struct audit_redactor *r); /* wipes the data keys; NULL does nothing */
+
+void audit_redactor_rotate_if_due(struct audit_redactor *r);
+
+/* 0, or -1 when memory ran out (the event must not be written: count it as lost). Borrows <in>
+ * until audit_redactor_finish(). */
+int audit_redactor_prepare(struct audit_redactor *r, const struct audit_event *in);
+
+/* 1 with the next audit.key record due in <ev>, else 0. The caller writes it before the
+ * event; if it cannot (serialization failed), it calls audit_redactor_key_failed() and the
+ * key is dropped (the values it would seal are not kept). */
+int audit_redactor_key_event(struct audit_redactor *r, struct audit_event *ev);
+void audit_redactor_key_failed(struct audit_redactor *r);
+
+/* Builds the redacted copy of <in> (as prepared) into <out>, whose record will be <seq>. */
+void audit_redactor_finish(struct audit_redactor *r, const struct audit_event *in, uint64_t seq,
+                           struct audit_event *out);
+
+void audit_redactor_stats(const struct audit_redactor *r, struct audit_redaction_stats *out);
+size_t audit_redactor_counts(const struct audit_redactor *r, struct audit_redaction_count *out, size_t max);
 
 #endif

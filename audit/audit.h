@@ -20,6 +20,7 @@ enum audit_event_kind {
     AUDIT_EVENT_FLOW_END,       /* "flow.end": closes every flow, failed ones too */
     AUDIT_EVENT_PROXY_CONFIG,   /* "proxy.config": a config was loaded, reloaded or rejected */
     AUDIT_EVENT_AUDIT_LOSS,     /* "audit.loss": events lost or flows refused, never silent */
+    AUDIT_EVENT_AUDIT_KEY,      /* "audit.key": a data key for sealed originals, sealed to each role */
     AUDIT_EVENT_KIND_COUNT
 };
 
@@ -65,6 +66,15 @@ enum audit_str {
     AUDIT_STR_TLS_LEAF_SERIAL, /* "tls.leaf.serial": the minted leaf's serial (hex) */
     AUDIT_STR_TLS_VERIFY_ERROR,/* "tls.verify_error": why the upstream certificate was refused */
     AUDIT_STR_PARENT_FLOW,     /* "parent_flow_id": the CONNECT tunnel a request inside interception came through */
+    /* Headers: "name \t value \n" per header, names lowercased (a value may hold a tab, never a
+     * line break); serialized as an object, repeated names joined with ", ". */
+    AUDIT_STR_REQ_HEADERS,     /* "request.headers" */
+    AUDIT_STR_RESP_HEADERS,    /* "response.headers" */
+    /* Set by the pipeline's redaction stage: */
+    AUDIT_STR_REDACTIONS,      /* "redactions": field \t class \t token */
+    AUDIT_STR_SEALED,          /* "sealed": field \t class \t key_id \t box (base64 of the sealed original) */
+    AUDIT_STR_KEY_ID,          /* audit.key: "key_id" of the data key it carries */
+    AUDIT_STR_KEY_SEALED,      /* audit.key: "sealed_for": role \t box (base64 of the data key sealed to the role) */
     AUDIT_STR_COUNT
 };
 
@@ -98,8 +108,8 @@ struct audit_ip {
     uint16_t port;
 };
 
-#define AUDIT_EVENT_SIZE 4096
-#define AUDIT_TEXT_MAX 3584
+#define AUDIT_EVENT_SIZE 16384
+#define AUDIT_TEXT_MAX 15872
 
 struct audit_event {
     uint8_t kind;   /* enum audit_event_kind */
@@ -136,6 +146,10 @@ void audit_event_init(struct audit_event *ev, enum audit_event_kind kind);
  * Members must not contain '\t' or '\n'. 0, or -1 when the text area is full (then the entry
  * is left out and AUDIT_F_TRUNCATED set). */
 int audit_event_list_add(struct audit_event *ev, enum audit_str f, const char *const *members, size_t n);
+/* The same with member lengths given (members need not be NUL-terminated); at most 8 for
+ * audit_event_list_add. */
+int audit_event_list_add_n(struct audit_event *ev, enum audit_str f, const char *const *members, const size_t *lens,
+                           size_t n);
 
 /* Stores <len> bytes of <s> as field <f> (replacing an earlier value only by appending: set
  * each field once). Returns 0, or -1 when the text area was too small: a prefix is kept and
@@ -257,6 +271,7 @@ int audit_overflow_parse(const char *s, enum audit_overflow *out);
 
 struct sink;
 struct audit_pipeline;
+struct json_t;
 
 struct audit_pipeline_opts {
     unsigned idle_sleep_us; /* sleep when the ring is empty; 0 = 1000 */
@@ -267,6 +282,13 @@ struct audit_pipeline_opts {
     const char *spool_dir;  /* on_full "spill" spools under <spool_dir>/<sink name>/ (DATA_DIR/spool);
                              * NULL: spill behaves as block */
     uint64_t spool_max_bytes; /* per sink; 0 = 1 GiB */
+    /* The redaction stage (audit/redaction.c): runs when <keys_dir> is set, unless <redaction>
+     * says "enabled": false. <keys_dir> holds the token key ring (DATA_DIR/keys; the config's
+     * "keys_dir" overrides it); <redaction> is the config's "redaction" object (NULL: every
+     * default), borrowed for audit_pipeline_new(). NULL <keys_dir>: no redaction stage at all,
+     * for tests and benchmarks of other parts; vigil always sets it. */
+    const char *keys_dir;
+    const struct json_t *redaction;
 };
 
 /* A pipeline that drains <ring> into <sinks> (borrowed: they must outlive the pipeline;
@@ -295,5 +317,45 @@ struct audit_pipeline_sink_stats {
     uint64_t blocked; /* times the pipeline waited for its queue (on_full block) */
 };
 void audit_pipeline_sink_stats(const struct audit_pipeline *p, size_t i, struct audit_pipeline_sink_stats *out);
+
+/* ---- the redaction stage, as the config and the admin endpoint see it ---- */
+
+struct json_t;
+
+/* Validates a "redaction" config object (NULL: the defaults): its keys and types, the
+ * detector file (compiled, then discarded), the roles file and the keep_originals patterns.
+ * Touches no key. 0, or -1 with one line per error in <err>, each naming its JSON path
+ * ("redaction.keep_originals[1]: not a class pattern ..."). Any thread. */
+int audit_redaction_check(const struct json_t *conf, char *err, size_t errlen);
+
+/* Totals since the pipeline was made. */
+struct audit_redaction_stats {
+    uint64_t events;       /* events redacted */
+    uint64_t redactions;   /* spans replaced by tokens */
+    uint64_t unscannable;  /* fields tokenized whole (too long, scanner error, out of memory) */
+    uint64_t failures;     /* redaction calls that ran out of memory (their fields tokenized whole) */
+    uint64_t lost;         /* events not written because the stage itself failed (audit.loss
+                            * "redaction_failure"): never written unredacted */
+    uint64_t sealed;       /* originals sealed */
+    uint64_t seal_dropped; /* originals of kept classes not sealed (no room in the event, no key) */
+    uint64_t keys;         /* data keys made (one audit.key record each) */
+};
+
+/* 0 with the stage's totals in <out>, or -1 (zeroed) when the pipeline has no redaction
+ * stage. Any thread, while <p> lives. */
+int audit_pipeline_redaction_stats(const struct audit_pipeline *p, struct audit_redaction_stats *out);
+
+/* Redactions by class: one entry per class seen so far (classes past the first 128 are
+ * summed under "other"). */
+struct audit_redaction_count {
+    const char *cls; /* "credential.bearer", ...; valid while the pipeline lives */
+    uint64_t count;
+};
+
+/* Fills up to <max> entries of <out> and returns how many classes there are (call again with
+ * more room when that exceeds <max>). 0 without a redaction stage. Any thread, while <p>
+ * lives. */
+size_t audit_pipeline_redaction_counts(const struct audit_pipeline *p, struct audit_redaction_count *out,
+                                       size_t max);
 
 #endif

@@ -78,14 +78,15 @@ int audit_event_set_str(struct audit_event *ev, enum audit_str f, const char *s,
     return 0;
 }
 
-int audit_event_list_add(struct audit_event *ev, enum audit_str f, const char *const *members, size_t n)
+int audit_event_list_add_n(struct audit_event *ev, enum audit_str f, const char *const *members, const size_t *lens,
+                           size_t n)
 {
     size_t need = 0, used = ev->text_used;
 
     if ((unsigned)f >= AUDIT_STR_COUNT || used > AUDIT_TEXT_MAX)
         return -1;
     for (size_t i = 0; i < n; i++)
-        need += strlen(members[i]) + 1; /* a '\t' between members, '\n' after the last */
+        need += lens[i] + 1; /* a '\t' between members, '\n' after the last */
     if (ev->str_len[f] == 0)
         ev->str_off[f] = (uint16_t)used;
     else if ((size_t)ev->str_off[f] + ev->str_len[f] != used)
@@ -96,14 +97,23 @@ int audit_event_list_add(struct audit_event *ev, enum audit_str f, const char *c
     }
     char *p = ev->text + used;
     for (size_t i = 0; i < n; i++) {
-        size_t l = strlen(members[i]);
-        memcpy(p, members[i], l);
-        p += l;
+        memcpy(p, members[i], lens[i]);
+        p += lens[i];
         *p++ = i + 1 < n ? '\t' : '\n';
     }
     ev->str_len[f] = (uint16_t)(ev->str_len[f] + need);
     ev->text_used = (uint16_t)(used + need);
     return 0;
+}
+
+int audit_event_list_add(struct audit_event *ev, enum audit_str f, const char *const *members, size_t n)
+{
+    size_t lens[8];
+    if (n > 8)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        lens[i] = strlen(members[i]);
+    return audit_event_list_add_n(ev, f, members, lens, n);
 }
 
 const char *audit_event_str(const struct audit_event *ev, enum audit_str f, size_t *len)
@@ -237,6 +247,7 @@ const char *audit_event_kind_name(enum audit_event_kind k)
         [AUDIT_EVENT_FLOW_END] = "flow.end",
         [AUDIT_EVENT_PROXY_CONFIG] = "proxy.config",
         [AUDIT_EVENT_AUDIT_LOSS] = "audit.loss",
+        [AUDIT_EVENT_AUDIT_KEY] = "audit.key",
     };
 
     return (unsigned)k < AUDIT_EVENT_KIND_COUNT ? names[k] : NULL;
@@ -552,6 +563,67 @@ static char *put_list(char *p, const struct audit_event *ev, enum audit_str f, c
     return p;
 }
 
+/* Writes a packed header field ("name \t value \n"...) as ,"headers":{"name":"value",...}; a
+ * repeated name is written once, its values joined with ", " (RFC 9110 5.3). */
+static char *put_headers(char *p, const struct audit_event *ev, enum audit_str f)
+{
+    size_t len;
+    const char *s = audit_event_str(ev, f, &len), *end;
+    if (s == NULL)
+        return p;
+    end = s + len;
+    PUT_LIT(p, ",\"headers\":{");
+    int first = 1;
+    for (const char *line = s; line < end;) {
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        if (eol == NULL)
+            eol = end;
+        const char *tab = memchr(line, '\t', (size_t)(eol - line));
+        size_t nl = tab ? (size_t)(tab - line) : (size_t)(eol - line);
+        /* skip a name written before: its values were joined there */
+        int seen = 0;
+        for (const char *q = s; q < line && !seen;) {
+            const char *qe = memchr(q, '\n', (size_t)(line - q));
+            const char *qt = qe ? memchr(q, '\t', (size_t)(qe - q)) : NULL;
+            size_t ql = qt ? (size_t)(qt - q) : (size_t)((qe ? qe : line) - q);
+            seen = ql == nl && memcmp(q, line, nl) == 0;
+            q = qe ? qe + 1 : line;
+        }
+        if (!seen) {
+            if (!first)
+                *p++ = ',';
+            first = 0;
+            p = audit_json_str(p, line, nl);
+            *p++ = ':';
+            *p++ = '"';
+            int nvals = 0;
+            for (const char *q = line; q < end;) {
+                const char *qe = memchr(q, '\n', (size_t)(end - q));
+                if (qe == NULL)
+                    qe = end;
+                const char *qt = memchr(q, '\t', (size_t)(qe - q));
+                size_t ql = qt ? (size_t)(qt - q) : (size_t)(qe - q);
+                if (ql == nl && memcmp(q, line, nl) == 0) {
+                    if (nvals++) {
+                        *p++ = ',';
+                        *p++ = ' ';
+                    }
+                    if (qt) { /* the value, escaped, without its quotes */
+                        char *v = audit_json_str(p, qt + 1, (size_t)(qe - qt - 1));
+                        memmove(p, p + 1, (size_t)(v - p - 2));
+                        p = v - 2;
+                    }
+                }
+                q = qe + 1;
+            }
+            *p++ = '"';
+        }
+        line = eol + 1;
+    }
+    *p++ = '}';
+    return p;
+}
+
 /* Serializes <ev> at <p>, which has room for AUDIT_JSON_MAX of its strings; returns the end. */
 static char *event_json(char *p, const struct audit_event *ev, const char *kind, uint64_t seq)
 {
@@ -636,6 +708,14 @@ static char *event_json(char *p, const struct audit_event *ev, const char *kind,
         }
         PUT_FIELD(p, ev, AUDIT_STR_PATH, ",\"path\":", &first);
         PUT_FIELD(p, ev, AUDIT_STR_QUERY, ",\"query\":", &first);
+        if (first && audit_event_str(ev, AUDIT_STR_REQ_HEADERS, &(size_t){0}) != NULL) {
+            /* no member before: drop the comma put_headers starts with */
+            char *h = put_headers(p, ev, AUDIT_STR_REQ_HEADERS);
+            memmove(p, p + 1, (size_t)(h - p - 1));
+            p = h - 1;
+        } else {
+            p = put_headers(p, ev, AUDIT_STR_REQ_HEADERS);
+        }
         *p++ = '}';
     }
     if (fl & AUDIT_F_DESTINATION) {
@@ -753,8 +833,16 @@ static char *event_json(char *p, const struct audit_event *ev, const char *kind,
         if (ev->content_length >= 0) {
             if (!first)
                 *p++ = ',';
+            first = 0;
             PUT_LIT(p, "\"content_length\":");
             p = put_i64(p, ev->content_length);
+        }
+        if (first && audit_event_str(ev, AUDIT_STR_RESP_HEADERS, &(size_t){0}) != NULL) {
+            char *h = put_headers(p, ev, AUDIT_STR_RESP_HEADERS);
+            memmove(p, p + 1, (size_t)(h - p - 1));
+            p = h - 1;
+        } else {
+            p = put_headers(p, ev, AUDIT_STR_RESP_HEADERS);
         }
         *p++ = '}';
     }
@@ -770,6 +858,16 @@ static char *event_json(char *p, const struct audit_event *ev, const char *kind,
         p = put_u64(p, ev->duration_us / 1000);
         *p++ = '.';
         p = put_fixed(p, ev->duration_us % 1000, 3);
+    }
+    {
+        static const char *const red_keys[] = {"field", "class", "token"};
+        static const char *const seal_keys[] = {"field", "class", "key_id", "box"};
+        static const char *const key_keys[] = {"role", "box"};
+        p = put_list(p, ev, AUDIT_STR_REDACTIONS, "redactions", red_keys, 3);
+        p = put_list(p, ev, AUDIT_STR_SEALED, "sealed", seal_keys, 4);
+        first = 0;
+        PUT_FIELD(p, ev, AUDIT_STR_KEY_ID, ",\"key_id\":", &first);
+        p = put_list(p, ev, AUDIT_STR_KEY_SEALED, "sealed_for", key_keys, 2);
     }
     if (ev->kind == AUDIT_EVENT_AUDIT_LOSS) {
         PUT_LIT(p, ",\"lost\":");

@@ -1,7 +1,10 @@
-/* audit/pipeline.c - the pipeline: ring -> serialize -> chain -> one queue per sink -> sinks.
+/* audit/pipeline.c - the pipeline: ring -> redact -> serialize -> chain -> one queue per sink -> sinks.
  *
  * The pipeline thread pops events in batches of up to PIPELINE_BATCH, numbers them (seq
- * contiguous across restarts: opts.last_seq + 1, ...), serializes each, chains it (the
+ * contiguous across restarts: opts.last_seq + 1, ...), passes each through the redaction
+ * stage (audit/redaction.c: every string that can carry user data becomes its redacted form,
+ * kept originals are sealed, and audit.key records announce each data key before its first
+ * use), serializes the redacted copy, chains it (the
  * record's "chain" member, audit/segment.h), and copies the batch into the bounded queue of
  * every sink. Each sink has its own delivery thread that takes batches from its queue in
  * order and calls the sink's ops (write, tick, flush), so a slow or dead sink holds up the
@@ -60,7 +63,7 @@
 
 #define PIPELINE_IDLE_MAX_US 8000 /* longest sleep while the ring stays empty */
 #define PIPELINE_BATCH 256
-#define PIPELINE_LOSS_RING 2          /* ring overflow or ring full; serialization failure */
+#define PIPELINE_LOSS_RING 3          /* ring overflow or ring full; serialization failure; redaction failure */
 #define PIPELINE_RETRY_MIN_MS 10
 #define PIPELINE_RETRY_MAX_MS 1000
 #define PIPELINE_STOP_RETRY_MS 5000   /* while stopping, how long a retrying sink may hold the drain */
@@ -155,6 +158,12 @@ struct audit_pipeline {
 
     uint64_t bad;            /* events that could not be serialized, not yet reported */
     struct ratelimit bad_rl;
+    struct audit_redactor *red; /* NULL: no redaction stage */
+    struct ratelimit red_rl;
+    struct audit_event *rev;    /* the redacted copy of the event being written */
+    struct audit_event *kev;    /* an audit.key record being written */
+    uint64_t red_bad;           /* events the redaction stage could not process, not yet reported */
+    _Atomic uint64_t red_lost;  /* total, for metrics */
     int64_t last_sinkloss_us; /* monotonic: when sink drops were last turned into events */
 };
 
@@ -739,6 +748,17 @@ struct audit_pipeline *audit_pipeline_new(struct audit_ring *ring, struct sink *
         snprintf(err, errlen, "audit pipeline: out of memory");
         goto fail;
     }
+    atomic_init(&p->red_lost, 0);
+    if (o != NULL && o->keys_dir != NULL) {
+        p->rev = malloc(sizeof(*p->rev));
+        p->kev = malloc(sizeof(*p->kev));
+        if (p->rev == NULL || p->kev == NULL) {
+            snprintf(err, errlen, "audit pipeline: out of memory");
+            goto fail;
+        }
+        if (audit_redactor_new(&p->red, o->redaction, o->keys_dir, err, errlen) == -1)
+            goto fail;
+    }
     for (size_t i = 0; i < nsinks; i++) {
         struct sinkq *q = &p->q[i];
 
@@ -784,46 +804,12 @@ static int serialize(struct audit_pipeline *p, const struct audit_event *ev, uin
     return 0;
 }
 
-/* Serializes <n> events with the next seqs and hands them to every sink's queue. */
-static void write_batch(struct audit_pipeline *p, const struct audit_event *evs, size_t n)
+/* Hands the <nrec> records serialized in p->buf (and p->obuf; <obad> of them without an
+ * OCSF form) to every sink's queue, then empties the buffers. */
+static void hand_out(struct audit_pipeline *p, size_t nrec, size_t obad)
 {
-    size_t nrec = 0, obad = 0;
-    uint64_t supp;
-    char note[64];
-
-    p->buf.len = 0;
-    p->obuf.len = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t off = p->buf.len;
-        char hex[65];
-
-        if (serialize(p, &evs[i], p->seq + 1, hex) == -1) {
-            p->bad++;
-            if (ratelimit_pass(&p->bad_rl, &supp))
-                diag_log(DIAG_ERROR, "audit", "event of kind %u could not be serialized%s", (unsigned)evs[i].kind,
-                         suppressed_note(note, sizeof(note), supp));
-            continue;
-        }
-        p->seq++;
-        p->offs[nrec] = off;
-        p->recs[nrec].len = p->buf.len - p->offs[nrec];
-        p->recs[nrec].seq = p->seq;
-        p->recs[nrec].time_us = evs[i].time_us;
-        if (p->want_ocsf) {
-            size_t ooff = p->obuf.len;
-
-            p->ooffs[nrec] = ooff;
-            p->orecs[nrec] = p->recs[nrec];
-            if (audit_event_to_ocsf(&evs[i], p->seq, hex, &p->obuf) == -1) {
-                p->obuf.len = ooff;
-                obad++;
-            }
-            p->orecs[nrec].len = p->obuf.len - ooff;
-        }
-        nrec++;
-    }
     if (nrec == 0)
-        return;
+        goto done;
     /* The buffers may have moved while they grew: point the records into them only now. */
     for (size_t i = 0; i < nrec; i++) {
         p->recs[i].data = p->buf.data + p->offs[i];
@@ -854,6 +840,91 @@ static void write_batch(struct audit_pipeline *p, const struct audit_event *evs,
             a = b + 1;
         }
     }
+done:
+    p->buf.len = 0;
+    p->obuf.len = 0;
+}
+
+/* Serializes <ev> as the next record into p->buf (and p->obuf), handing out what is there
+ * first when a queue slot's worth is waiting. 0, or -1 (not serialized: counted). */
+static int add_record(struct audit_pipeline *p, const struct audit_event *ev, size_t *nrec, size_t *obad)
+{
+    size_t off, i;
+    uint64_t supp;
+    char hex[65], note[64];
+
+    if (*nrec == p->slot_recs) {
+        hand_out(p, *nrec, *obad);
+        *nrec = 0;
+        *obad = 0;
+    }
+    i = *nrec;
+    off = p->buf.len;
+    if (serialize(p, ev, p->seq + 1, hex) == -1) {
+        p->bad++;
+        if (ratelimit_pass(&p->bad_rl, &supp))
+            diag_log(DIAG_ERROR, "audit", "event of kind %u could not be serialized%s", (unsigned)ev->kind,
+                     suppressed_note(note, sizeof(note), supp));
+        return -1;
+    }
+    p->seq++;
+    p->offs[i] = off;
+    p->recs[i].len = p->buf.len - off;
+    p->recs[i].seq = p->seq;
+    p->recs[i].time_us = ev->time_us;
+    if (p->want_ocsf) {
+        size_t ooff = p->obuf.len;
+
+        p->ooffs[i] = ooff;
+        p->orecs[i] = p->recs[i];
+        if (audit_event_to_ocsf(ev, p->seq, hex, &p->obuf) == -1) {
+            p->obuf.len = ooff;
+            (*obad)++;
+        }
+        p->orecs[i].len = p->obuf.len - ooff;
+    }
+    (*nrec)++;
+    return 0;
+}
+
+/* Redacts, serializes and hands out <n> events with the next seqs; audit.key records go in
+ * before the first record that uses their key. */
+static void write_batch(struct audit_pipeline *p, const struct audit_event *evs, size_t n)
+{
+    size_t nrec = 0, obad = 0;
+    uint64_t supp;
+    char note[64];
+
+    p->buf.len = 0;
+    p->obuf.len = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct audit_event *ev = &evs[i];
+
+        if (p->red != NULL) {
+            /* audit.loss (and audit.key) are the pipeline's own: nothing of a user in them */
+            int own = ev->kind == AUDIT_EVENT_AUDIT_LOSS || ev->kind == AUDIT_EVENT_AUDIT_KEY;
+
+            audit_redactor_rotate_if_due(p->red);
+            if (!own && audit_redactor_prepare(p->red, ev) == -1) {
+                /* never written unredacted: lost, and reported as such */
+                p->red_bad++;
+                atomic_fetch_add_explicit(&p->red_lost, 1, memory_order_relaxed);
+                if (ratelimit_pass(&p->red_rl, &supp))
+                    diag_log(DIAG_ERROR, "audit", "redaction: out of memory, event of kind %u dropped%s",
+                             (unsigned)ev->kind, suppressed_note(note, sizeof(note), supp));
+                continue;
+            }
+            while (audit_redactor_key_event(p->red, p->kev))
+                if (add_record(p, p->kev, &nrec, &obad) == -1)
+                    audit_redactor_key_failed(p->red);
+            if (!own) {
+                audit_redactor_finish(p->red, ev, p->seq + 1, p->rev);
+                ev = p->rev;
+            }
+        }
+        add_record(p, ev, &nrec, &obad);
+    }
+    hand_out(p, nrec, obad);
 }
 
 static void loss_event(struct audit_event *ev, const char *reason, size_t rlen, uint64_t lost, uint64_t refused)
@@ -881,6 +952,10 @@ static size_t loss_events(struct audit_pipeline *p, struct audit_event *end, int
     if (p->bad > 0) {
         loss_event(&ev[n++], "serialize_failure", 17, p->bad, 0);
         p->bad = 0;
+    }
+    if (p->red_bad > 0) {
+        loss_event(&ev[n++], "redaction_failure", 17, p->red_bad, 0);
+        p->red_bad = 0;
     }
     for (size_t i = 0; sinks && i < p->nsinks; i++) {
         struct sinkq *q = &p->q[i];
@@ -1054,6 +1129,9 @@ void audit_pipeline_free(struct audit_pipeline *p)
     audit_buf_fini(&p->buf);
     audit_buf_fini(&p->obuf);
     audit_buf_fini(&p->sbuf);
+    audit_redactor_free(p->red);
+    free(p->rev);
+    free(p->kev);
     free(p->soffs);
     free(p->srecs);
     free(p->ooffs);
@@ -1082,4 +1160,20 @@ void audit_pipeline_sink_stats(const struct audit_pipeline *p, size_t i, struct 
     out->dropped = atomic_load_explicit(&q->dropped_total, memory_order_relaxed);
     out->spilled = atomic_load_explicit(&q->spilled_total, memory_order_relaxed);
     out->blocked = atomic_load_explicit(&q->blocked_total, memory_order_relaxed);
+}
+
+int audit_pipeline_redaction_stats(const struct audit_pipeline *p, struct audit_redaction_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (p->red == NULL)
+        return -1;
+    audit_redactor_stats(p->red, out);
+    out->lost = atomic_load_explicit(&((struct audit_pipeline *)p)->red_lost, memory_order_relaxed);
+    return 0;
+}
+
+size_t audit_pipeline_redaction_counts(const struct audit_pipeline *p, struct audit_redaction_count *out,
+                                       size_t max)
+{
+    return p->red != NULL ? audit_redactor_counts(p->red, out, max) : 0;
 }

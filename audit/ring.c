@@ -112,6 +112,11 @@ int audit_emit(struct audit_ring *r, const struct audit_event *ev)
     uint64_t k = (len + AUDIT_SLOT_PAYLOAD - 1) / AUDIT_SLOT_PAYLOAD;
     uint64_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
 
+    if (k > r->capacity / 2) { /* a tiny ring cannot take a huge event: lost, never a hang */
+        atomic_fetch_add_explicit(&r->lost, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&r->total_lost, 1, memory_order_relaxed);
+        return -1;
+    }
     for (;;) {
         struct slot *last = &r->slots[(pos + k - 1) & r->mask];
         int64_t diff = (int64_t)(atomic_load_explicit(&last->seq, memory_order_acquire) - (pos + k - 1));

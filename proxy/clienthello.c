@@ -195,13 +195,13 @@ static int parse_body(struct rd r, struct proxy_clienthello *out)
     if (rd_u16(&r, &v) == -1 || (v >> 8) != 3)
         return -1;
     out->legacy_version = (uint16_t)v;
-    if (rd_skip(&r, 32) == -1)                       /* random */
+    if (rd_skip(&r, 32) == -1) /* random */
         return -1;
-    if (rd_vec(&r, 1, 0, 32, &skip) == -1)           /* legacy_session_id<0..32> */
+    if (rd_vec(&r, 1, 0, 32, &skip) == -1) /* legacy_session_id<0..32> */
         return -1;
     if (rd_vec(&r, 2, 2, 0xfffe, &skip) == -1 || skip.n % 2) /* cipher_suites<2..2^16-2> */
         return -1;
-    if (rd_vec(&r, 1, 1, 0xff, &skip) == -1)         /* legacy_compression_methods<1..2^8-1> */
+    if (rd_vec(&r, 1, 1, 0xff, &skip) == -1) /* legacy_compression_methods<1..2^8-1> */
         return -1;
     if (r.n == 0) /* a TLS 1.2-or-older hello may end here, without extensions */
         return 0;
@@ -294,7 +294,7 @@ enum proxy_ch_result proxy_clienthello_parse(const uint8_t *buf, size_t len, str
             break;
     }
 
-    struct rd body = { msg + TLS_HS_HEADER, need - TLS_HS_HEADER };
+    struct rd body = {msg + TLS_HS_HEADER, need - TLS_HS_HEADER};
     if (parse_body(body, out) == -1) {
         memset(out, 0, sizeof(*out));
         return PROXY_CH_MALFORMED;

@@ -24,10 +24,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROXY_CH_MAX_HELLO 16384                         /* handshake message: 4-byte header + body */
-#define PROXY_CH_MAX_PEEK (PROXY_CH_MAX_HELLO + 16 * 5)  /* the records carrying it, headers included */
-#define PROXY_CH_MAX_ALPN 8                               /* offered protocols kept */
-#define PROXY_CH_ALPN_LEN 32                              /* room for one, NUL included */
+#define PROXY_CH_MAX_HELLO 16384                        /* handshake message: 4-byte header + body */
+#define PROXY_CH_MAX_PEEK (PROXY_CH_MAX_HELLO + 16 * 5) /* the records carrying it, headers included */
+#define PROXY_CH_MAX_ALPN 8                             /* offered protocols kept */
+#define PROXY_CH_ALPN_LEN 32                            /* room for one, NUL included */
 
 enum proxy_ch_result {
     PROXY_CH_OK = 0,
@@ -37,15 +37,15 @@ enum proxy_ch_result {
 };
 
 struct proxy_clienthello {
-    char sni[256];       /* host_name from server_name, lowercased, one trailing dot removed; "" when absent */
+    char sni[256]; /* host_name from server_name, lowercased, one trailing dot removed; "" when absent */
     char alpn[PROXY_CH_MAX_ALPN][PROXY_CH_ALPN_LEN]; /* offered protocols, in the client's order */
     size_t nalpn;
-    size_t alpn_omitted; /* offered protocols not kept: beyond PROXY_CH_MAX_ALPN, longer than 31 bytes,
-                          * or holding bytes outside printable ASCII */
-    int has_alpn;        /* the application_layer_protocol_negotiation extension is present */
-    uint16_t legacy_version;           /* ClientHello.legacy_version (0x0303 for TLS 1.2 and 1.3) */
-    int has_supported_versions_tls13;  /* supported_versions lists 0x0304 */
-    size_t record_len;   /* bytes of the record(s) that carry the hello, headers included */
+    size_t alpn_omitted;              /* offered protocols not kept: beyond PROXY_CH_MAX_ALPN, longer than 31 bytes,
+                                       * or holding bytes outside printable ASCII */
+    int has_alpn;                     /* the application_layer_protocol_negotiation extension is present */
+    uint16_t legacy_version;          /* ClientHello.legacy_version (0x0303 for TLS 1.2 and 1.3) */
+    int has_supported_versions_tls13; /* supported_versions lists 0x0304 */
+    size_t record_len;                /* bytes of the record(s) that carry the hello, headers included */
 };
 
 /* Parses the ClientHello at the start of <buf> (<len> bytes, borrowed for the call).

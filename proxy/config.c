@@ -15,6 +15,8 @@
 #include "proxy/auth.h"
 #include "proxy/policy.h"
 #include "proxy/proxy.h"
+#include "proxy/tls.h"
+#include "proxy/admin.h"
 #include "proxy/proxy-int.h"
 
 static const char default_config[] =
@@ -131,6 +133,39 @@ static const json_t *get_object(struct errs *e, const json_t *root, const char *
     return v;
 }
 
+static void free_names(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* A list of header names into *<out> (replacing what was there). */
+static void get_names(struct errs *e, const json_t *v, const char *path, char ***out, size_t *n)
+{
+    size_t i;
+    json_t *a;
+    if (!v)
+        return;
+    if (!json_is_array(v)) {
+        add_err(e, "%s: must be a list of header names", path);
+        return;
+    }
+    free_names(*out, *n);
+    *out = calloc(json_array_size(v) + 1, sizeof(**out));
+    *n = 0;
+    json_array_foreach(v, i, a)
+    {
+        const char *s = json_string_value(a);
+        if (!s || !*s || strpbrk(s, " \t:\r\n")) {
+            add_err(e, "%s[%zu]: must be a header name", path, i);
+            continue;
+        }
+        if (*out && ((*out)[*n] = strdup(s)) != NULL)
+            (*n)++;
+    }
+}
+
 static void free_listen(struct proxy_config *c)
 {
     for (size_t i = 0; i < c->nlisten; i++)
@@ -157,7 +192,7 @@ static void apply(struct proxy_config *c, const json_t *root, struct errs *e)
 {
     static const char *const top_keys[] = {"listen", "workers", "data_dir", "timeouts", "limits", "dns", "audit",
                                            "sinks", "rule_groups", "proxy_configurations", "default_action", "auth",
-                                           NULL};
+                                           "tls", "admin", "user", "redaction", NULL};
     unsigned long long u;
 
     check_keys(e, root, "", top_keys);
@@ -234,8 +269,21 @@ static void apply(struct proxy_config *c, const json_t *root, struct errs *e)
 
     const json_t *a = get_object(e, root, "audit");
     if (a) {
-        static const char *const keys[] = {"ring_slots", "overflow", NULL};
+        static const char *const keys[] = {"ring_slots", "overflow", "headers", NULL};
         check_keys(e, a, "audit", keys);
+        json_t *h = json_object_get(a, "headers");
+        if (h) {
+            static const char *const hkeys[] = {"include", "exclude", NULL};
+            if (!json_is_object(h)) {
+                add_err(e, "audit.headers: must be {\"include\": [...], \"exclude\": [...]}");
+            } else {
+                check_keys(e, h, "audit.headers", hkeys);
+                get_names(e, json_object_get(h, "include"), "audit.headers.include", &c->header_include,
+                          &c->header_include_n);
+                get_names(e, json_object_get(h, "exclude"), "audit.headers.exclude", &c->header_exclude,
+                          &c->header_exclude_n);
+            }
+        }
         u = c->ring_slots;
         get_uint(e, a, "audit", "ring_slots", 64, 1u << 22, &u);
         c->ring_slots = (size_t)u;
@@ -260,6 +308,32 @@ static void apply(struct proxy_config *c, const json_t *root, struct errs *e)
             c->sinks = json_incref(s);
         }
     }
+}
+
+/* "admin": {"listen": "127.0.0.1:9090", "allow_remote": false} and "user": "NAME" */
+static void apply_admin_user(struct proxy_config *c, const json_t *root, struct errs *e)
+{
+    static const char *const keys[] = {"listen", "allow_remote", NULL};
+    const json_t *a = get_object(e, root, "admin");
+    json_t *u = json_object_get(root, "user");
+    char why[512];
+    if (a) {
+        check_keys(e, a, "admin", keys);
+        json_t *l = json_object_get(a, "listen"), *r = json_object_get(a, "allow_remote");
+        if (r && !json_is_boolean(r))
+            add_err(e, "admin.allow_remote: must be true or false");
+        c->admin_allow_remote = r && json_is_true(r);
+        if (!json_is_string(l))
+            add_err(e, "admin.listen: must be \"IP:PORT\" or \"[IPv6]:PORT\"");
+        else if (proxy_admin_check_listen(json_string_value(l), c->admin_allow_remote, why, sizeof(why)) == -1)
+            add_err(e, "admin.listen: %s", why);
+        else if (!(c->admin_listen = strdup(json_string_value(l))))
+            add_err(e, "admin.listen: out of memory");
+    }
+    if (u && (!json_is_string(u) || json_string_length(u) == 0 || strchr(json_string_value(u), ':')))
+        add_err(e, "user: must be a user name");
+    else if (u && !(c->user = strdup(json_string_value(u))))
+        add_err(e, "user: out of memory");
 }
 
 /* "auth": {"password_file": FILE, "realm": "vigil", "required": true} */
@@ -338,6 +412,21 @@ static struct proxy_config *parse_doc(json_t *root, char *err, size_t errlen)
         goto fail;
     apply(c, root, &e);
     apply_auth(c, root, &e);
+    /* "redaction" belongs to the pipeline's stage (audit/redaction.c): checked here, read by main */
+    json_t *red = json_object_get(root, "redaction");
+    if (red) {
+        char why[2048];
+        if (audit_redaction_check(red, why, sizeof(why)) == -1)
+            add_err(&e, "%s", why);
+    }
+    apply_admin_user(c, root, &e);
+    json_t *tls = json_object_get(root, "tls");
+    if (tls) {
+        char why[1024];
+        c->tls = proxy_tls_new(tls, why, sizeof(why));
+        if (!c->tls)
+            add_err(&e, "%s", why);
+    }
     if (!c->data_dir)
         add_err(&e, "out of memory");
     c->root = root;
@@ -355,6 +444,9 @@ static struct proxy_config *parse_doc(json_t *root, char *err, size_t errlen)
             e.buf[e.len] = '\0';
         }
     }
+    char ipath[96];
+    if (c->policy && !c->tls && proxy_policy_intercept_path(c->policy, ipath, sizeof(ipath)))
+        add_err(&e, "%s: interception needs \"tls\": {\"ca_cert\", \"ca_key\"}", ipath);
     if (e.count)
         goto fail_owned;
     return c;
@@ -405,10 +497,15 @@ void proxy_config_unref(struct proxy_config *c)
     if (!c || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
         return;
     free_listen(c);
+    free_names(c->header_include, c->header_include_n);
+    free_names(c->header_exclude, c->header_exclude_n);
     free(c->data_dir);
     free(c->path);
     proxy_policy_unref(c->policy);
     proxy_auth_free(c->auth);
+    proxy_tls_free(c->tls);
+    free(c->admin_listen);
+    free(c->user);
     json_decref(c->sinks);
     json_decref(c->root);
     free(c);

@@ -8,6 +8,7 @@
  * than PROXY_HIGH_WATER bytes the parser feeding it stops until it drains to half.
  *
  * Every flow ends with exactly one flow.end event (conn_flow_end), whatever the path. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,9 +34,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg);
 static void up_read_cb(struct bufferevent *bev, void *arg);
 static void up_write_cb(struct bufferevent *bev, void *arg);
 static void up_event_cb(struct bufferevent *bev, short what, void *arg);
-static void conn_feed(struct conn *c);
 static void up_feed(struct conn *c);
-static void start_forward(struct conn *c);
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
 
 /* ---- lifetime ---- */
@@ -50,6 +49,7 @@ static void conn_destroy(struct conn *c)
     struct proxy_worker *w = c->w;
     proxy_resolve_cancel(c);
     conn_flow_end(c, "aborted");
+    intercept_tunnel_end(c, c->close_reason ? c->close_reason : "client_closed");
     tunnel_free(c);
     conn_upstream_free(c);
     if (c->prev)
@@ -59,6 +59,7 @@ static void conn_destroy(struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     w->nconns--;
+    proxy_metrics_conn(w, -1);
     event_free(c->timer);
     bufferevent_free(c->bev);
     msg_fini(&c->req);
@@ -129,7 +130,7 @@ static void fill_event(struct conn *c, struct audit_event *ev)
             ev->request_port = f->target.port;
         }
         if (!f->is_connect && f->target.host[0]) {
-            audit_event_set_str(ev, AUDIT_STR_SCHEME, "http", 4);
+            audit_event_set_str(ev, AUDIT_STR_SCHEME, f->intercept ? "https" : "http", f->intercept ? 5 : 4);
             size_t plen = f->query_set ? f->query_off - 1 - f->path_off : f->path_len;
             if (plen)
                 audit_event_set_str(ev, AUDIT_STR_PATH, c->req.buf + f->path_off, plen);
@@ -145,8 +146,24 @@ static void fill_event(struct conn *c, struct audit_event *ev)
         ev->flags |= AUDIT_F_DESTINATION;
         audit_ip_from_sockaddr(&ev->destination, (const struct sockaddr *)&f->dest);
     }
-    if (f->is_connect && f->hello_done) {
+    if (f->intercept && !f->is_connect) /* a request inside an intercepted tunnel */
+        audit_event_set_str(ev, AUDIT_STR_PARENT_FLOW, c->tunnel_flow.id_text, AUDIT_FLOW_ID_LEN);
+    if ((f->is_connect && f->hello_done) || f->intercept) {
         ev->flags |= AUDIT_F_TLS;
+        if (f->intercept)
+            ev->tls_bits |= AUDIT_TLS_INTERCEPTED;
+        if (f->tls_version[0])
+            audit_event_set_str(ev, AUDIT_STR_TLS_VERSION, f->tls_version, strlen(f->tls_version));
+        if (f->tls_cipher[0])
+            audit_event_set_str(ev, AUDIT_STR_TLS_CIPHER, f->tls_cipher, strlen(f->tls_cipher));
+        if (f->tls_cert[0] && f->is_connect)
+            audit_event_set_str(ev, AUDIT_STR_TLS_CERT, f->tls_cert, strlen(f->tls_cert));
+        if (f->tls_leaf && f->is_connect) {
+            ev->tls_bits |= AUDIT_TLS_LEAF | (f->tls_leaf_hit ? AUDIT_TLS_LEAF_CACHE_HIT : 0);
+            audit_event_set_str(ev, AUDIT_STR_TLS_LEAF_SERIAL, f->tls_leaf_serial, strlen(f->tls_leaf_serial));
+        }
+        if (f->tls_verify_error[0])
+            audit_event_set_str(ev, AUDIT_STR_TLS_VERIFY_ERROR, f->tls_verify_error, strlen(f->tls_verify_error));
         const char *hr = f->hello_result == PROXY_CH_OK          ? "ok"
                          : f->hello_result == PROXY_CH_NOT_TLS    ? "not_tls"
                          : f->hello_result == PROXY_CH_NEED_MORE  ? "timeout"
@@ -179,14 +196,55 @@ static void fill_event(struct conn *c, struct audit_event *ev)
 }
 
 /* Records the decision <d> of <phase>. 0, or -1 when the ring had no room. */
-static int emit_phase(struct conn *c, enum audit_phase phase, const struct policy_decision *d)
+/* Does the config record header <name> (<len> bytes)? audit.headers include/exclude lists. */
+static int header_recorded(const struct proxy_config *cfg, const char *name, size_t len)
+{
+    for (size_t i = 0; i < cfg->header_exclude_n; i++)
+        if (strlen(cfg->header_exclude[i]) == len && strncasecmp(cfg->header_exclude[i], name, len) == 0)
+            return 0;
+    if (cfg->header_include_n == 0)
+        return 1;
+    for (size_t i = 0; i < cfg->header_include_n; i++)
+        if (strlen(cfg->header_include[i]) == len && strncasecmp(cfg->header_include[i], name, len) == 0)
+            return 1;
+    return 0;
+}
+
+/* Packs the headers of <m> into field <f> of <ev>: "name \t value \n", names lowercased. The
+ * values go into the record as they came: the pipeline's redaction stage tokenizes credentials
+ * and PII before any sink sees them. */
+static void add_headers(struct conn *c, struct audit_event *ev, enum audit_str f, const struct msg *m)
+{
+    char name[256];
+    for (unsigned i = 0; i < m->n; i++) {
+        const struct hdr *h = &m->h[i];
+        if (h->name_len == 0 || h->name_len >= sizeof(name) || !header_recorded(c->cfg, m->buf + h->name_off, h->name_len))
+            continue;
+        for (uint32_t k = 0; k < h->name_len; k++)
+            name[k] = (char)tolower((unsigned char)m->buf[h->name_off + k]);
+        name[h->name_len] = '\0';
+        const char *members[2] = {name, m->buf + h->val_off};
+        const size_t lens[2] = {h->name_len, h->val_len};
+        if (audit_event_list_add_n(ev, f, members, lens, 2) == -1)
+            break; /* the event says "truncated": true */
+    }
+}
+
+int conn_emit_phase(struct conn *c, enum audit_phase phase, const struct policy_decision *d)
 {
     struct audit_event ev;
     audit_event_init(&ev, AUDIT_EVENT_FLOW_PHASE);
     fill_event(c, &ev);
+    if (phase == AUDIT_PHASE_PRE_REQUEST && !c->flow.is_connect && c->req.headers_done)
+        add_headers(c, &ev, AUDIT_STR_REQ_HEADERS, &c->req);
+    else if (phase == AUDIT_PHASE_POST_RESPONSE && c->resp.headers_done)
+        add_headers(c, &ev, AUDIT_STR_RESP_HEADERS, &c->resp);
     ev.phase = (uint8_t)phase;
     policy_decision_to_event(d, &ev);
-    return audit_emit(c->w->server->ring, &ev);
+    int rc = audit_emit(c->w->server->ring, &ev);
+    if (rc == 0)
+        proxy_metrics_phase(c->w, phase, (enum audit_action)ev.action);
+    return rc;
 }
 
 void conn_flow_end(struct conn *c, const char *reason)
@@ -195,6 +253,11 @@ void conn_flow_end(struct conn *c, const char *reason)
     if (!f->active)
         return;
     f->active = 0;
+    proxy_metrics_flow_end(c->w, reason);
+    if (f->intercept && !f->is_connect) { /* a request inside a tunnel: the tunnel's totals */
+        c->tunnel_bytes_up += f->bytes_up;
+        c->tunnel_bytes_down += f->bytes_down;
+    }
     if (f->refused)
         return;
     struct audit_event ev;
@@ -214,7 +277,7 @@ static void flow_begin(struct conn *c)
     if (f->req_head)
         evbuffer_free(f->req_head);
     memset(f, 0, sizeof(*f));
-    if (c->cfg != c->w->cfg) { /* a reload: this flow starts under the new config */
+    if (c->cfg != c->w->cfg && !c->intercepted) { /* a reload: this flow starts under the new config */
         proxy_config_unref(c->cfg);
         c->cfg = c->w->cfg;
         proxy_config_ref(c->cfg);
@@ -255,6 +318,12 @@ void conn_send_error_hdr(struct conn *c, unsigned status, const char *reason, co
         /* too late for a status (a response or a CONNECT's 200 is out): what was written
          * goes out, then the connection closes */
         conn_flow_end(c, reason);
+        if (f->is_connect && f->hello_done && f->hello_result == PROXY_CH_OK && c->cfg->tls &&
+            (c->state == CONN_RESOLVING || c->state == CONN_CONNECTING || c->state == CONN_TLS_UP ||
+             c->state == CONN_MINTING || c->state == CONN_PEEK)) {
+            intercept_alert(c); /* the client is waiting for a TLS handshake: it gets an alert */
+            return;
+        }
         begin_closing(c);
         return;
     }
@@ -320,6 +389,7 @@ void proxy_conn_accept(struct proxy_worker *w, evutil_socket_t fd, const struct 
         w->conns->prev = c;
     w->conns = c;
     w->nconns++;
+    proxy_metrics_conn(w, 1);
 
     llhttp_init(&c->req_parser, HTTP_REQUEST, &req_settings);
     c->req_parser.data = c;
@@ -475,7 +545,6 @@ static void admit_flow(struct conn *c);
 static void peek_hello(struct conn *c);
 static void hello_done(struct conn *c, enum proxy_ch_result r);
 static void check_auth(struct conn *c);
-static void deny_phase(struct conn *c, enum audit_phase phase, const struct policy_decision *d);
 
 /* The request head is complete: validate it, record pre_dns and resolve. */
 static void process_request_head(struct conn *c)
@@ -496,6 +565,33 @@ static void process_request_head(struct conn *c)
         return;
     }
     f->client_11 = p->http_major > 1 || (p->http_major == 1 && p->http_minor >= 1);
+    if (c->intercepted) {
+        if (llhttp_get_method(p) == HTTP_CONNECT) {
+            conn_send_error(c, 400, "bad_request.connect_in_tunnel", "CONNECT inside a tunnel");
+            return;
+        }
+        if (intercept_request_head(c) == -1)
+            return;
+        f->is_head = llhttp_get_method(p) == HTTP_HEAD;
+        f->req_chunked = (p->flags & F_CHUNKED) != 0;
+        f->req_keepalive = llhttp_should_keep_alive(p);
+        if (audit_ring_admit(c->w->server->ring) == -1 &&
+            audit_ring_policy(c->w->server->ring) == AUDIT_OVERFLOW_FAIL_CLOSED) {
+            f->refused = 1;
+            conn_send_error(c, 503, "audit_ring_full", "the audit record cannot keep up; try again");
+            return;
+        }
+        if (conn_run_phase(c, AUDIT_PHASE_PRE_REQUEST) == -1)
+            return;
+        if (!c->up || c->up->state != UP_IDLE) {
+            conn_send_error(c, 502, "upstream_closed", "the upstream closed the intercepted connection");
+            return;
+        }
+        c->up->state = UP_ACTIVE;
+        c->up->reused = 1;
+        conn_start_forward(c);
+        return;
+    }
     if (llhttp_get_method(p) == HTTP_CONNECT) {
         f->is_connect = 1;
         if (proxy_parse_authority(c->req.buf + c->req.url_off, c->req.url_len, 0, &f->target) == -1 ||
@@ -516,7 +612,7 @@ static void process_request_head(struct conn *c)
     if (!f->pc) {
         struct policy_decision d = {.action = AUDIT_ACTION_DENY, .by_rule = 1, .reason = "no_proxy_configuration"};
         d.rule.id = "no_proxy_configuration";
-        deny_phase(c, AUDIT_PHASE_PRE_DNS, &d);
+        conn_deny_phase(c, AUDIT_PHASE_PRE_DNS, &d);
         return;
     }
     if (c->cfg->auth) {
@@ -572,17 +668,17 @@ static void policy_input_of(struct conn *c, enum audit_phase phase, struct polic
 }
 
 /* Records a deny of <phase> and answers 403 with the rule's message and the flow id. */
-static void deny_phase(struct conn *c, enum audit_phase phase, const struct policy_decision *d)
+void conn_deny_phase(struct conn *c, enum audit_phase phase, const struct policy_decision *d)
 {
     char text[300];
-    if (emit_phase(c, phase, d) == -1 && audit_ring_policy(c->w->server->ring) != AUDIT_OVERFLOW_DROP)
+    if (conn_emit_phase(c, phase, d) == -1 && audit_ring_policy(c->w->server->ring) != AUDIT_OVERFLOW_DROP)
         c->flow.refused = 1;
     snprintf(text, sizeof(text), "%s", d->message ? d->message : "the egress policy does not allow this request");
     conn_send_error(c, 403, "denied", text);
 }
 
 /* Evaluates <phase> with the built-in guards into <d>, without recording anything. */
-static void decide_phase(struct conn *c, enum audit_phase phase, struct policy_decision *d)
+void conn_decide_phase(struct conn *c, enum audit_phase phase, struct policy_decision *d)
 {
     struct flow *f = &c->flow;
     struct policy_input in;
@@ -629,18 +725,18 @@ static void decide_phase(struct conn *c, enum audit_phase phase, struct policy_d
 
 /* Evaluates <phase>, records it and applies it: 0 when the flow goes on, -1 when it was
  * denied (and answered: 403, or a closed tunnel after its 200). */
-static int run_phase(struct conn *c, enum audit_phase phase)
+int conn_run_phase(struct conn *c, enum audit_phase phase)
 {
     struct flow *f = &c->flow;
     struct policy_decision d;
-    decide_phase(c, phase, &d);
+    conn_decide_phase(c, phase, &d);
     if (d.action == AUDIT_ACTION_DENY) {
-        deny_phase(c, phase, &d);
+        conn_deny_phase(c, phase, &d);
         return -1;
     }
     if (d.by_rule)
         f->allowed_by_rule = 1;
-    if (emit_phase(c, phase, &d) == -1 && audit_ring_policy(c->w->server->ring) != AUDIT_OVERFLOW_DROP) {
+    if (conn_emit_phase(c, phase, &d) == -1 && audit_ring_policy(c->w->server->ring) != AUDIT_OVERFLOW_DROP) {
         f->refused = 1;
         conn_send_error(c, 503, "audit_ring_full", "the audit record cannot keep up; try again");
         return -1;
@@ -667,7 +763,9 @@ static void hello_done(struct conn *c, enum proxy_ch_result r)
     if (r != PROXY_CH_OK)
         memset(&f->hello, 0, sizeof(f->hello));
     bufferevent_disable(c->bev, EV_READ); /* what follows is the upstream's business */
-    if (run_phase(c, AUDIT_PHASE_PRE_DNS) == -1)
+    f->intercept = r == PROXY_CH_OK && c->cfg->tls &&
+                   policy_pconf_intercepts(f->pc, f->target.host, f->hello.sni[0] ? f->hello.sni : NULL);
+    if (conn_run_phase(c, AUDIT_PHASE_PRE_DNS) == -1)
         return;
     resolve_target(c);
 }
@@ -816,21 +914,21 @@ static void admit_flow(struct conn *c)
         /* what can be denied before the tunnel is, with a 403; pre_dns is recorded once the
          * ClientHello has shown the SNI */
         struct policy_decision d;
-        decide_phase(c, AUDIT_PHASE_PRE_DNS, &d);
+        conn_decide_phase(c, AUDIT_PHASE_PRE_DNS, &d);
         if (d.action == AUDIT_ACTION_DENY) {
-            deny_phase(c, AUDIT_PHASE_PRE_DNS, &d);
+            conn_deny_phase(c, AUDIT_PHASE_PRE_DNS, &d);
             return;
         }
         connect_accepted(c);
         return;
     }
-    if (run_phase(c, AUDIT_PHASE_PRE_DNS) == -1)
+    if (conn_run_phase(c, AUDIT_PHASE_PRE_DNS) == -1)
         return;
     resolve_target(c);
 }
 
 /* Runs the request parser over the client's input until it pauses or runs dry. */
-static void conn_feed(struct conn *c)
+void conn_feed(struct conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     conn_hold(c);
@@ -924,6 +1022,7 @@ static int connect_upstream(struct conn *c)
     memcpy(&up->addr, &f->dest, f->destlen);
     up->addrlen = f->destlen;
     up->state = UP_CONNECTING;
+    up->connect_start_us = proxy_now_mono_us();
     c->up = up;
     c->state = CONN_CONNECTING;
     bufferevent_setcb(up->bev, up_read_cb, up_write_cb, up_event_cb, c);
@@ -946,6 +1045,8 @@ static void on_resolved(struct conn *c, int err, const struct sockaddr_storage *
     if (c->dead)
         goto out;
     f->dns_latency_us = (uint64_t)(proxy_now_mono_us() - f->dns_start_us);
+    if (!f->target.host_is_ip)
+        proxy_metrics_dns_latency(c->w, f->dns_latency_us);
     if (!f->target.host_is_ip) {
         f->dns_resolved = 1;
         f->dns_answers_len = 0;
@@ -970,14 +1071,25 @@ static void on_resolved(struct conn *c, int err, const struct sockaddr_storage *
     memcpy(&f->dest, &addrs[0], salen);
     f->destlen = salen;
     f->dest_set = 1;
-    if (run_phase(c, AUDIT_PHASE_PRE_REQUEST) == -1)
+    if (f->intercept) {
+        /* decided now, recorded with the upstream certificate and the leaf once TLS is up */
+        conn_decide_phase(c, AUDIT_PHASE_PRE_REQUEST, &f->pending_decision);
+        if (f->pending_decision.action == AUDIT_ACTION_DENY) {
+            struct policy_decision d = f->pending_decision;
+            conn_deny_phase(c, AUDIT_PHASE_PRE_REQUEST, &d);
+            goto out;
+        }
+        if (f->pending_decision.by_rule)
+            f->allowed_by_rule = 1;
+    } else if (conn_run_phase(c, AUDIT_PHASE_PRE_REQUEST) == -1) {
         goto out;
+    }
     if (c->up && (f->is_connect || c->up->state != UP_IDLE || !same_addr(&c->up->addr, &f->dest)))
         conn_upstream_free(c);
     if (c->up) { /* a kept-alive connection to the same address */
         c->up->state = UP_ACTIVE;
         c->up->reused = 1;
-        start_forward(c);
+        conn_start_forward(c);
         goto out;
     }
     if (connect_upstream(c) == -1)
@@ -1009,7 +1121,7 @@ static void send_request_head(struct conn *c)
     evbuffer_add_buffer_reference(bufferevent_get_output(c->up->bev), f->req_head);
 }
 
-static void start_forward(struct conn *c)
+void conn_start_forward(struct conn *c)
 {
     const struct proxy_config *cfg = c->cfg;
     c->state = CONN_FORWARD;
@@ -1047,7 +1159,8 @@ static void flow_complete(struct conn *c)
             conn_upstream_free(c);
         }
     }
-    if (f->resp_close || !f->req_done || !f->req_keepalive || c->client_eof || c->w->draining) {
+    if (f->resp_close || !f->req_done || !f->req_keepalive || c->client_eof || c->w->draining ||
+        (c->intercepted && !c->up)) {
         begin_closing(c);
         return;
     }
@@ -1132,7 +1245,7 @@ static int resp_headers_complete(llhttp_t *p)
         f->post_denied = 1;
         return -1;
     }
-    emit_phase(c, AUDIT_PHASE_POST_RESPONSE, &d);
+    conn_emit_phase(c, AUDIT_PHASE_POST_RESPONSE, &d);
 
     enum http_framing framing = HTTP_FRAMING_NONE;
     if (no_body) {
@@ -1208,7 +1321,7 @@ static void up_feed(struct conn *c)
         }
         if (e != HPE_OK && c->flow.post_denied) {
             struct policy_decision d = c->flow.post_deny;
-            deny_phase(c, AUDIT_PHASE_POST_RESPONSE, &d);
+            conn_deny_phase(c, AUDIT_PHASE_POST_RESPONSE, &d);
             break;
         }
         if (e != HPE_OK) {
@@ -1268,6 +1381,17 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
     struct conn *c = arg;
     (void)bev;
     conn_hold(c);
+    if (c->state == CONN_TLS_CLIENT) {
+        if (what & BEV_EVENT_CONNECTED) {
+            intercept_client_ready(c);
+        } else {
+            c->close_reason = "client_tls_failed";
+            conn_flow_end(c, "client_tls_failed");
+            conn_free(c);
+        }
+        conn_release(c);
+        return;
+    }
     if ((what & BEV_EVENT_EOF) && c->state == CONN_FORWARD && c->flow.req_done) {
         /* a half-close after a whole request: the response still goes out */
         c->client_eof = 1;
@@ -1326,10 +1450,13 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_CONNECTED) {
         evtimer_del(c->timer);
         c->up->state = UP_ACTIVE;
-        if (c->flow.is_connect)
+        proxy_metrics_upstream_connect(c->w, (uint64_t)(proxy_now_mono_us() - c->up->connect_start_us));
+        if (c->flow.is_connect && c->flow.intercept)
+            intercept_upstream_start(c);
+        else if (c->flow.is_connect)
             tunnel_start(c);
         else
-            start_forward(c);
+            conn_start_forward(c);
         goto out;
     }
     if (c->up->state == UP_IDLE) {
@@ -1370,6 +1497,16 @@ out:
     conn_release(c);
 }
 
+void conn_set_client_callbacks(struct conn *c)
+{
+    bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+}
+
+void conn_set_up_callbacks(struct conn *c)
+{
+    bufferevent_setcb(c->up->bev, up_read_cb, up_write_cb, up_event_cb, c);
+}
+
 /* ---- timers and draining ---- */
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -1393,6 +1530,13 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         break;
     case CONN_WAIT_RING:
         admit_flow(c);
+        break;
+    case CONN_TLS_UP:
+    case CONN_TLS_CLIENT:
+        intercept_timeout(c);
+        break;
+    case CONN_CLOSING: /* an alert that could not be delivered in time */
+        conn_free(c);
         break;
     case CONN_PEEK: /* no (whole) ClientHello in time: a server-speaks-first protocol, or a stalled client */
         hello_done(c, evbuffer_get_length(bufferevent_get_input(c->bev)) ? PROXY_CH_MALFORMED : PROXY_CH_NEED_MORE);

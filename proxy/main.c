@@ -16,10 +16,12 @@
 #include <sodium.h>
 
 #include "audit/diag.h"
+#include "proxy/admin.h"
 #include "proxy/auth.h"
 #include "proxy/explain.h"
 #include "audit/segment.h"
 #include "proxy/proxy.h"
+#include "proxy/user.h"
 #include "sinks/sinks.h"
 
 static void usage(FILE *f)
@@ -29,6 +31,9 @@ static void usage(FILE *f)
                "  --listen HOST:PORT        listen there (repeatable; replaces the config's list)\n"
                "  --data-dir DIR            write the record under DIR (default ./vigil-data)\n"
                "  --workers N               worker threads (default: one per core)\n"
+               "  --admin HOST:PORT         serve /metrics, /healthz, /readyz there (loopback unless the\n"
+               "                            config's admin.allow_remote is true)\n"
+               "  --user NAME               started as root: run as NAME once the listeners are bound\n"
                "  --check-config FILE       validate FILE: exit 0, or 2 with one line per error\n"
                "  --explain URL             show each phase's decision for URL without sending traffic;\n"
                "                            with --client IP, --principal NAME, --ip IP (skip DNS),\n"
@@ -77,6 +82,7 @@ static int mkdir_p(const char *path)
 struct running {
     struct event_base *base;
     struct proxy_server *server;
+    struct proxy_admin *admin; /* NULL when not configured */
     struct audit_ring *ring;
     const struct proxy_config *boot; /* listeners, workers, data dir, ring and sinks stay as started */
     const char *config_path;
@@ -86,7 +92,7 @@ struct running {
 /* Keys a reload cannot change in a running process. */
 static void warn_restart_keys(const struct proxy_config *boot, const json_t *root)
 {
-    static const char *const keys[] = {"listen", "workers", "data_dir", "audit", "sinks", NULL};
+    static const char *const keys[] = {"listen", "workers", "data_dir", "audit", "sinks", "admin", "user", NULL};
     for (const char *const *k = keys; *k; k++) {
         json_t *a = json_object_get(boot->root, *k), *b = json_object_get(root, *k);
         if ((a || b) && !(a && b && json_equal(a, b)))
@@ -113,6 +119,7 @@ static void reload(struct running *r)
     }
     warn_restart_keys(r->boot, c->root);
     snprintf(r->version, sizeof(r->version), "%s", c->version);
+    proxy_admin_set_config(r->admin, c);
     proxy_server_reload(r->server, c); /* takes our reference */
     proxy_emit_config_event(r->ring, r->version, "reloaded");
     diag_log(DIAG_INFO, "main", "reloaded %s: config %s", r->config_path, r->version);
@@ -127,6 +134,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     diag_log(DIAG_INFO, "main", "signal %d: draining", (int)sig);
+    proxy_admin_set_draining(r->admin);
     event_base_loopbreak(r->base);
 }
 
@@ -156,7 +164,7 @@ static int hash_password(const char *user)
 
 int main(int argc, char **argv)
 {
-    const char *config_path = NULL, *data_dir = NULL, *check_path = NULL;
+    const char *config_path = NULL, *data_dir = NULL, *check_path = NULL, *admin_listen = NULL, *user = NULL;
     const char *listen[64];
     size_t nlisten = 0;
     long workers = -1;
@@ -197,7 +205,8 @@ int main(int argc, char **argv)
             else if (ex.nheaders < PROXY_EXPLAIN_MAX_HEADERS)
                 ex.headers[ex.nheaders++] = v;
         } else if ((strcmp(a, "--config") == 0 || strcmp(a, "--listen") == 0 || strcmp(a, "--data-dir") == 0 ||
-                    strcmp(a, "--workers") == 0 || strcmp(a, "--check-config") == 0) &&
+                    strcmp(a, "--workers") == 0 || strcmp(a, "--check-config") == 0 || strcmp(a, "--admin") == 0 ||
+                    strcmp(a, "--user") == 0) &&
                    v) {
             i++;
             if (strcmp(a, "--config") == 0)
@@ -213,6 +222,10 @@ int main(int argc, char **argv)
                 data_dir = v;
             else if (strcmp(a, "--check-config") == 0)
                 check_path = v;
+            else if (strcmp(a, "--admin") == 0)
+                admin_listen = v;
+            else if (strcmp(a, "--user") == 0)
+                user = v;
             else {
                 char *end;
                 workers = strtol(v, &end, 10);
@@ -270,6 +283,15 @@ int main(int argc, char **argv)
     }
     if (workers > 0)
         cfg->workers = (unsigned)workers;
+    if (!admin_listen)
+        admin_listen = cfg->admin_listen;
+    if (!user)
+        user = cfg->user;
+    if (admin_listen && proxy_admin_check_listen(admin_listen, cfg->admin_allow_remote, err, sizeof(err)) == -1) {
+        fprintf(stderr, "vigil: admin: %s\n", err);
+        proxy_config_free(cfg);
+        return 2;
+    }
     if (check_sinks(cfg, err, sizeof(err)) == -1) {
         fprintf(stderr, "vigil: config: %s\n", err);
         proxy_config_free(cfg);
@@ -288,6 +310,7 @@ int main(int argc, char **argv)
     struct sink **sinks = calloc(nsinks ? nsinks : 1, sizeof(*sinks));
     struct audit_pipeline *pipe = NULL;
     struct proxy_server *server = NULL;
+    struct proxy_admin *admin = NULL;
     struct event_base *base = NULL;
     struct event *sig[3] = {NULL, NULL, NULL};
     struct sink_env env = {.data_dir = cfg->data_dir};
@@ -311,6 +334,12 @@ int main(int argc, char **argv)
     char spool_dir[4096];
     snprintf(spool_dir, sizeof(spool_dir), "%s/spool", cfg->data_dir);
     popts.spool_dir = spool_dir;
+    /* the redaction stage: token key ring in DATA_DIR/keys unless "redaction.keys_dir" says
+     * otherwise; the "redaction" object was validated with the config */
+    char keys_dir[4096];
+    snprintf(keys_dir, sizeof(keys_dir), "%s/keys", cfg->data_dir);
+    popts.keys_dir = keys_dir;
+    popts.redaction = json_object_get(cfg->root, "redaction");
     for (size_t i = 0; i < nsinks; i++) {
         json_t *sc = json_array_get(cfg->sinks, i);
         const char *type = json_string_value(json_object_get(sc, "type"));
@@ -341,7 +370,26 @@ int main(int argc, char **argv)
     proxy_emit_config_event(ring, cfg->version, "loaded");
 
     server = proxy_server_new(cfg, ring, err, sizeof(err));
-    if (!server || proxy_server_start(server, err, sizeof(err)) == -1) {
+    if (!server) {
+        diag_log(DIAG_ERROR, "main", "%s", err);
+        goto out;
+    }
+    if (admin_listen) {
+        struct proxy_admin_sources src = {
+            .server = server, .ring = ring, .pipeline = pipe, .sinks = sinks, .nsinks = nsinks};
+        admin = proxy_admin_new(admin_listen, cfg->admin_allow_remote, &src, cfg, err, sizeof(err));
+        if (!admin) {
+            diag_log(DIAG_ERROR, "main", "%s", err);
+            goto out;
+        }
+    }
+    /* everything that needs root is bound or open: from here on, the configured user */
+    if (proxy_user_drop(cfg, user, err, sizeof(err)) == -1) {
+        diag_log(DIAG_ERROR, "main", "cannot drop privileges: %s; exiting", err);
+        goto out;
+    }
+    if (proxy_server_start(server, err, sizeof(err)) == -1 ||
+        (admin && proxy_admin_start(admin, err, sizeof(err)) == -1)) {
         diag_log(DIAG_ERROR, "main", "%s", err);
         goto out;
     }
@@ -349,7 +397,8 @@ int main(int argc, char **argv)
     base = event_base_new();
     if (!base)
         goto out;
-    struct running run = {.base = base, .server = server, .ring = ring, .boot = cfg, .config_path = config_path};
+    struct running run = {.base = base, .server = server, .admin = admin, .ring = ring, .boot = cfg,
+                          .config_path = config_path};
     snprintf(run.version, sizeof(run.version), "%s", cfg->version);
     int signums[3] = {SIGTERM, SIGINT, SIGHUP};
     for (int i = 0; i < 3; i++) {
@@ -363,7 +412,10 @@ int main(int argc, char **argv)
     rc = 0;
 
 out:
-    proxy_server_free(server); /* stops accepting and drains the flows first */
+    if (server)
+        proxy_server_stop(server); /* stops accepting and drains the flows; /readyz says draining */
+    proxy_admin_free(admin);       /* before the workers whose counters it reads are freed */
+    proxy_server_free(server);
     audit_pipeline_free(pipe); /* then the ring drains into the sinks, which flush */
     for (size_t i = 0; sinks && i < nsinks; i++)
         sink_free(sinks[i]);

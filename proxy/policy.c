@@ -133,6 +133,8 @@ struct policy_pconf {
     struct range_list connect_ports;
     int sni_mismatch_allowed;
     int non_tls_allowed;
+    int has_intercept;
+    struct domain_cond intercept, bypass; /* "intercept": {"domains", "bypass"} */
 };
 
 struct proxy_policy {
@@ -143,6 +145,9 @@ struct proxy_policy {
     struct policy_pconf *pconfs;
     size_t npconfs;
 };
+
+static int domain_match(const struct domain_cond *d, const char *host);
+static void domain_free(struct domain_cond *d);
 
 static const char *const cond_names[POLICY_COND_COUNT] = {
     [POLICY_COND_DOMAIN] = "domain",
@@ -1044,6 +1049,26 @@ static void parse_pconfs(struct errs *e, const json_t *root, struct proxy_policy
             add_err(e, "proxy_configurations[%zu].non_tls_tunnels: must be \"deny\" or \"allow\"", i);
         pc->sni_mismatch_allowed = smv == 1;
         pc->non_tls_allowed = ntv == 1;
+        json_t *ic = json_object_get(j, "intercept");
+        if (ic) {
+            const char *k2;
+            json_t *v2;
+            if (!json_is_object(ic)) {
+                add_err(e, "proxy_configurations[%zu].intercept: must be {\"domains\": [...], \"bypass\": [...]}", i);
+            } else {
+                json_object_foreach(ic, k2, v2)
+                {
+                    snprintf(path, sizeof(path), "proxy_configurations[%zu].intercept.%s", i, k2);
+                    if (strcmp(k2, "domains") == 0)
+                        parse_domain(e, path, v2, &pc->intercept);
+                    else if (strcmp(k2, "bypass") == 0)
+                        parse_domain(e, path, v2, &pc->bypass);
+                    else
+                        add_err(e, "%s: unknown key", path);
+                }
+                pc->has_intercept = 1;
+            }
+        }
         json_t *cp = json_object_get(j, "connect_ports");
         snprintf(path, sizeof(path), "proxy_configurations[%zu].connect_ports", i);
         if (cp)
@@ -1076,6 +1101,8 @@ static void policy_free(struct proxy_policy *p)
         str_list_free(&pc->listeners);
         free(pc->groups);
         free(pc->connect_ports.v);
+        domain_free(&pc->intercept);
+        domain_free(&pc->bypass);
     }
     free(p->pconfs);
     free(p);
@@ -1175,6 +1202,31 @@ int policy_pconf_sni_mismatch_allowed(const struct policy_pconf *pc)
 int policy_pconf_non_tls_allowed(const struct policy_pconf *pc)
 {
     return pc->non_tls_allowed;
+}
+
+int proxy_policy_intercept_path(const struct proxy_policy *p, char *path, size_t pathlen)
+{
+    for (size_t i = 0; i < p->npconfs; i++)
+        if (p->pconfs[i].has_intercept) {
+            snprintf(path, pathlen, "proxy_configurations[%zu].intercept", i);
+            return 1;
+        }
+    return 0;
+}
+
+int policy_pconf_has_intercept(const struct policy_pconf *pc)
+{
+    return pc->has_intercept;
+}
+
+int policy_pconf_intercepts(const struct policy_pconf *pc, const char *host, const char *sni)
+{
+    if (!pc->has_intercept)
+        return 0;
+    /* bypass wins: pinned clients and regulated destinations are never intercepted */
+    if (domain_match(&pc->bypass, host) || (sni && domain_match(&pc->bypass, sni)))
+        return 0;
+    return domain_match(&pc->intercept, host) || (sni && domain_match(&pc->intercept, sni));
 }
 
 static int rx_match(const struct rx *r, const char *s, size_t len)

@@ -121,6 +121,12 @@ int policy_pconf_ssrf_guard(const struct policy_pconf *pc);
 int policy_pconf_connect_port_ok(const struct policy_pconf *pc, uint16_t port);
 int policy_pconf_sni_mismatch_allowed(const struct policy_pconf *pc); /* "sni_mismatch": "allow" */
 int policy_pconf_non_tls_allowed(const struct policy_pconf *pc);      /* "non_tls_tunnels": "allow" */
+int policy_pconf_has_intercept(const struct policy_pconf *pc);        /* an "intercept" section */
+/* 1 with the JSON path of the first proxy configuration that intercepts, 0 when none does. */
+int proxy_policy_intercept_path(const struct proxy_policy *p, char *path, size_t pathlen);
+/* TLS interception for a tunnel to <host> (and the ClientHello's <sni>, or NULL): a domain of
+ * "intercept.domains" matches and none of "intercept.bypass" does. */
+int policy_pconf_intercepts(const struct policy_pconf *pc, const char *host, const char *sni);
 
 /* One line of the decision trace (for `vigil --explain`). */
 typedef void (*policy_trace_cb)(void *arg, const char *line);

@@ -26,6 +26,7 @@
 #include "audit/audit.h"
 #include "proxy/clienthello.h"
 #include "proxy/http.h"
+#include "proxy/metrics.h"
 #include "proxy/policy.h"
 #include "proxy/proxy.h"
 #include "proxy/ssrf.h"
@@ -57,6 +58,7 @@ struct upstream {
     socklen_t addrlen;
     enum up_state state;
     int reused; /* this flow runs on a connection an earlier flow used */
+    int64_t connect_start_us; /* CLOCK_MONOTONIC when the connect began, for the latency metric */
 };
 
 enum conn_state {
@@ -64,6 +66,9 @@ enum conn_state {
     CONN_HEAD,      /* reading request headers */
     CONN_AUTH,      /* the credentials are being checked on an offload thread */
     CONN_PEEK,      /* CONNECT answered 200: waiting for the ClientHello */
+    CONN_TLS_UP,    /* interception: TLS handshake with the upstream */
+    CONN_MINTING,   /* interception: the leaf is being minted on an offload thread */
+    CONN_TLS_CLIENT,/* interception: TLS handshake with the client */
     CONN_WAIT_RING, /* overflow policy "block": the head waits for room in the ring */
     CONN_RESOLVING, /* pre_dns done, waiting for evdns */
     CONN_CONNECTING,
@@ -119,6 +124,14 @@ struct flow {
     struct proxy_clienthello hello; /* CONNECT: what the ClientHello showed */
     int hello_done;                 /* the ClientHello was read (or will not come) */
     int hello_result;               /* enum proxy_ch_result */
+    int intercept;                  /* TLS interception: the tunnel, or a request inside one */
+    struct policy_decision pending_decision; /* interception: pre_request, recorded once TLS is up */
+    char tls_cert[768];      /* the upstream certificate: sha256 \t issuer \t subject \t not_before \t not_after */
+    char tls_version[16];
+    char tls_cipher[64];
+    char tls_verify_error[160];
+    char tls_leaf_serial[48];
+    int tls_leaf, tls_leaf_hit;
     struct evbuffer *req_head; /* the head as sent upstream, until the first response byte */
 };
 
@@ -149,6 +162,10 @@ struct conn {
     int obs_fold;      /* obs-fold seen in the current request head */
     uint8_t last_byte; /* the last head byte scanned, for obs-fold across reads */
     struct tunnel *tunnel; /* CONNECT relay state, once the 200 is sent */
+    int intercepted;              /* the client speaks TLS with a minted leaf: requests inside are flows */
+    struct flow tunnel_flow;      /* ... and this is the tunnel's own flow, ended when the client leaves */
+    uint64_t tunnel_bytes_up, tunnel_bytes_down;
+    const char *close_reason;     /* why the connection closes, for the tunnel's flow.end */
 };
 
 struct proxy_listener {
@@ -180,6 +197,7 @@ struct proxy_worker {
     struct conn *conns;
     size_t nconns;
     int draining;
+    struct proxy_metrics_worker metrics; /* written by this worker only; read by the admin thread */
 };
 
 struct proxy_offload;
@@ -226,6 +244,16 @@ void conn_send_error(struct conn *c, unsigned status, const char *reason, const 
 void conn_send_error_hdr(struct conn *c, unsigned status, const char *reason, const char *text, const char *extra);
 void conn_upstream_free(struct conn *c);
 void conn_set_timer(struct conn *c, unsigned ms);
+void conn_feed(struct conn *c);            /* runs the request parser over the client's input */
+void conn_start_forward(struct conn *c);   /* upstream ready: send the request head, stream the rest */
+void conn_set_client_callbacks(struct conn *c);
+void conn_set_up_callbacks(struct conn *c);
+/* Policy phases: decide (with the built-in guards) without recording; record a decision;
+ * decide + record + apply (0 goes on, -1 denied and answered); record a deny and answer it. */
+void conn_decide_phase(struct conn *c, enum audit_phase phase, struct policy_decision *d);
+int conn_emit_phase(struct conn *c, enum audit_phase phase, const struct policy_decision *d);
+int conn_run_phase(struct conn *c, enum audit_phase phase);
+void conn_deny_phase(struct conn *c, enum audit_phase phase, const struct policy_decision *d);
 
 /* tunnel.c */
 struct tunnel;
@@ -241,6 +269,14 @@ void proxy_offload_free(struct proxy_offload *o); /* finishes queued jobs first 
  * memory or PROXY_OFFLOAD_MAX_QUEUED jobs already wait. */
 int proxy_offload_submit(struct proxy_worker *w, proxy_offload_fn work, proxy_offload_fn done, void *arg);
 void proxy_offload_run_done(struct proxy_worker *w); /* the worker's done_ev callback body */
+
+/* intercept.c */
+void intercept_upstream_start(struct conn *c);   /* the upstream's TCP is up: TLS, verify, mint */
+void intercept_client_ready(struct conn *c);     /* the client's handshake is done: requests follow */
+int intercept_request_head(struct conn *c);      /* a request inside: 0, or -1 refused (answered) */
+void intercept_tunnel_end(struct conn *c, const char *reason); /* the tunnel's own flow.end */
+void intercept_alert(struct conn *c);            /* refused after the 200: a TLS alert, then close */
+void intercept_timeout(struct conn *c);          /* a handshake took too long */
 
 /* dns.c */
 typedef void (*proxy_resolve_cb)(struct conn *c, int err, const struct sockaddr_storage *addrs, size_t n);

@@ -28,6 +28,7 @@ struct proxy_timeouts {
 
 struct proxy_policy;
 struct proxy_auth;
+struct proxy_tls;
 
 /* A loaded configuration. Immutable once parsed and shared between threads by reference:
  * each worker holds the one its new flows use, each connection the one its flow started
@@ -44,13 +45,21 @@ struct proxy_config {
     unsigned dns_attempts;
     size_t ring_slots;
     enum audit_overflow overflow;
+    char **header_include; /* audit.headers.include: record only these (empty: all) */
+    size_t header_include_n;
+    char **header_exclude; /* audit.headers.exclude: never record these */
+    size_t header_exclude_n;
     json_t *sinks;   /* the "sinks" array, opened through sinks/'s registry by main */
     char version[33]; /* hex BLAKE2b-128 of the canonical (sorted, compact) config JSON */
     json_t *root;    /* the whole document */
     char *path;      /* the file it came from, NULL for the embedded default */
     struct proxy_policy *policy; /* rule groups and proxy configurations, compiled */
     struct proxy_auth *auth;     /* proxy authentication, or NULL when not configured */
+    struct proxy_tls *tls;       /* TLS interception (the "tls" section), or NULL */
     int auth_required;           /* no valid credentials: 407 */
+    char *admin_listen;          /* "admin.listen": the admin endpoint's "IP:PORT", NULL: off */
+    int admin_allow_remote;      /* "admin.allow_remote": a non-loopback admin address is accepted */
+    char *user;                  /* "user": started as root, run as this user once bound; NULL: stay */
     _Atomic int refs;
 };
 

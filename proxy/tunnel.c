@@ -44,6 +44,7 @@ void tunnel_free(struct conn *c)
     struct tunnel *t = c->tunnel;
     if (!t)
         return;
+    proxy_metrics_tunnel(c->w, -1);
     for (int i = 0; i < 2; i++) {
         if (t->side[i].rd)
             event_free(t->side[i].rd);
@@ -188,6 +189,7 @@ void tunnel_start(struct conn *c)
         return;
     }
     c->tunnel = t;
+    proxy_metrics_tunnel(c->w, 1);
     t->first_eof = -1;
     t->last_us = proxy_now_mono_us();
     struct bufferevent *bevs[2] = {c->bev, c->up->bev};

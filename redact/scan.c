@@ -878,7 +878,8 @@ int redact_fields(struct redact *rd, const struct redact_field *f, size_t n, str
             memcpy(rd->spans, rd->fsp + rd->fidx[i], nf * sizeof(*rd->spans));
         rd->nspans = nf;
         rd->nforced = (int)nf;
-        if (finish(rd, f[i].value, f[i].len, rd->raw + lo, k - lo, off, &res[i]) == -1)
+        /* rd->raw is NULL until a scan had a hit: no arithmetic on it then (UB, found by fuzz_detectors) */
+        if (finish(rd, f[i].value, f[i].len, k > lo ? rd->raw + lo : NULL, k - lo, off, &res[i]) == -1)
             rc = -1;
         off += f[i].len + 1;
     }

@@ -472,7 +472,9 @@ static int parse_conf(struct kafka_sink *ks, const json_t *conf, char *err, size
         ks->brokers = malloc(total);
         if (ks->brokers == NULL)
             goto oom;
-        json_array_foreach(v, i, b) off += (size_t)sprintf(ks->brokers + off, "%s%s", i ? "," : "", json_string_value(b));
+        json_array_foreach(v, i, b) {
+            off += (size_t)sprintf(ks->brokers + off, "%s%s", i ? "," : "", json_string_value(b));
+        }
     } else if (json_is_string(v) && json_string_length(v) > 0) {
         ks->brokers = strdup(json_string_value(v));
         if (ks->brokers == NULL)
@@ -583,7 +585,8 @@ static enum sink_result kafka_write(struct sink *s, const struct sink_record *re
     char err[512];
 
     /* the same batch again after a SINK_RETRY: its first records are already in the spool */
-    if (ks->retry.k > 0 && ks->retry.k < n && recs[0].seq == ks->retry.first && recs[ks->retry.k - 1].seq == ks->retry.last)
+    if (ks->retry.k > 0 && ks->retry.k < n && recs[0].seq == ks->retry.first &&
+        recs[ks->retry.k - 1].seq == ks->retry.last)
         i = ks->retry.k;
     ks->retry.k = 0;
     for (; i < n; i++) {

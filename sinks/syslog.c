@@ -257,7 +257,8 @@ static int parse_conf(struct syslog_sink *ss, const json_t *conf, long long *spo
                       errlen) == -1 ||
         sink_conf_int(conf, "spool_max_bytes", 1024 * 1024, 1LL << 50, spool_max, err, errlen) == -1 ||
         sink_conf_int(conf, "reconnect_max_ms", 1, 3600 * 1000, &ss->reconnect_max_ms, err, errlen) == -1 ||
-        opt_str(conf, "address", &address, err, errlen) == -1 || opt_str(conf, "ca_file", &ss->ca_file, err, errlen) == -1 ||
+        opt_str(conf, "address", &address, err, errlen) == -1 ||
+        opt_str(conf, "ca_file", &ss->ca_file, err, errlen) == -1 ||
         opt_str(conf, "cert_file", &ss->cert_file, err, errlen) == -1 ||
         opt_str(conf, "key_file", &ss->key_file, err, errlen) == -1 ||
         opt_str(conf, "tls_name", &ss->tls_name, err, errlen) == -1 ||
@@ -391,7 +392,8 @@ static int format_msg(struct syslog_sink *ss, const struct sink_record *r)
         put(b, " ") == -1)
         goto out;
     /* MSGID: 1*32PRINTUSASCII */
-    if (event != NULL && strlen(event) <= 32 && strspn(event, "abcdefghijklmnopqrstuvwxyz.-_0123456789") == strlen(event))
+    if (event != NULL && strlen(event) <= 32 &&
+        strspn(event, "abcdefghijklmnopqrstuvwxyz.-_0123456789") == strlen(event))
         rc = put(b, event);
     else
         rc = put(b, "-");
@@ -609,7 +611,8 @@ static void tls_step(struct syslog_sink *ss)
         snprintf(msg, sizeof(msg), "TLS handshake failed: certificate verification: %s",
                  X509_verify_cert_error_string(SSL_get_verify_result(ss->ssl)));
     else
-        snprintf(msg, sizeof(msg), "TLS handshake failed: %s", errs[0] ? errs : e == SSL_ERROR_SYSCALL ? "connection closed" : "error");
+        snprintf(msg, sizeof(msg), "TLS handshake failed: %s",
+                 errs[0] ? errs : e == SSL_ERROR_SYSCALL ? "connection closed" : "error");
     conn_fail(ss, msg);
 }
 

@@ -28,7 +28,7 @@ printf '%s\n%s\n' "$L3" "$L4" | zstd -q -c > "$D/2026-11-26/00000000000000000003
 printf '%s\n' "$L5" | zstd -q -c > "$D/2026-11-26/00000000000000000005.vseg"
 printf 'not a segment\n' > "$D/2026-11-26/README"
 
-check version "audit-query 0.1.0" "$("$AQ" --version)"
+check version "audit-query 0.2.0" "$("$AQ" --version)"
 
 out=$("$AQ" search --data-dir "$T/data"); rc=$?
 check "json all" "$(printf '%s\n%s\n%s\n%s\n%s' "$L1" "$L2" "$L3" "$L4" "$L5")" "$out"
@@ -41,12 +41,12 @@ check "flow filter, any case" "$(printf '%s\n%s' "$L3" "$L4")" \
 
 out=$("$AQ" search --data-dir "$T/data" --format table --event flow.end)
 check "table lines" 3 "$(printf '%s\n' "$out" | wc -l | tr -d ' ')"
-check "table header" "TIME SEQ EVENT FLOW_ID PHASE ACTION REASON HOST STATUS" \
+check "table header" "TIME SEQ EVENT FLOW_ID PHASE ACTION RULE CLIENT HOST STATUS REASON" \
     "$(printf '%s\n' "$out" | head -n 1 | tr -s ' ')"
-check "table row" "2026-11-25T23:59:59.500000Z 2 flow.end 01JDQ4Z8M8N6V3WJ0C7E5YH2KD - - closed example.com 200" \
+check "table row" "2026-11-25T23:59:59.500000Z 2 flow.end 01JDQ4Z8M8N6V3WJ0C7E5YH2KD - - - - example.com 200 closed" \
     "$(printf '%s\n' "$out" | sed -n 2p | tr -s ' ')"
 out=$("$AQ" search --data-dir "$T/data" --format table --action deny)
-check "table escapes control characters" "private?[31m" "$(printf '%s\n' "$out" | sed -n 2p | awk '{print $7}')"
+check "table escapes control characters" "private?[31m" "$(printf '%s\n' "$out" | sed -n 2p | awk '{print $11}')"
 
 set +e
 "$AQ" search --data-dir "$T/data" --event audit.loss > "$T/out" 2>&1; rc=$?
@@ -56,7 +56,7 @@ check "no match output" "" "$(cat "$T/out")"
 check "missing data dir rc" 2 $rc
 "$AQ" search --data-dir "$T/data" --bogus > /dev/null 2>&1; rc=$?
 check "unknown option rc" 2 $rc
-"$AQ" search --data-dir "$T/data" --format csv > /dev/null 2>&1; rc=$?
+"$AQ" search --data-dir "$T/data" --format xml > /dev/null 2>&1; rc=$?
 check "bad format rc" 2 $rc
 "$AQ" frobnicate > /dev/null 2>&1; rc=$?
 check "unknown command rc" 2 $rc

@@ -14,6 +14,7 @@
  *   GET  /slow/MS     an empty-ish 200 after MS milliseconds (a timer; the loop keeps serving)
  *   GET  /eof/N       N bytes with neither Content-Length nor chunked: the body ends when we close
  *   GET  /headers     the request headers as received, one "Name: value" per line
+ *   GET  /set-header/NAME/VALUE   "ok\n", with the response header "NAME: VALUE" (the redaction canary)
  *   GET  /stats       "connections N\ngenerated M\n": TCP connections accepted so far on this listener,
  *                     and body bytes generated for /bytes and /chunked on all listeners (back-pressure tests)
  *
@@ -397,6 +398,19 @@ static void dispatch(struct conn *c)
         if (strcmp(c->method, "HEAD") != 0)
             evbuffer_add_buffer(bufferevent_get_output(c->bev), c->headers);
         response_done(c);
+    } else if (strncmp(p, "/set-header/", 12) == 0) {
+        char extra[1024];
+        const char *name = p + 12, *slash = strchr(name, '/');
+        if (!is_get(c)) {
+            respond_error(c, 405, "GET only");
+            return;
+        }
+        if (slash == NULL || slash == name || strpbrk(p, "\r\n") != NULL ||
+            snprintf(extra, sizeof(extra), "%.*s: %s\r\n", (int)(slash - name), name, slash + 1) >= (int)sizeof(extra)) {
+            respond_error(c, 400, "want /set-header/NAME/VALUE");
+            return;
+        }
+        respond_buf(c, 200, "text/plain", "ok\n", 3, extra);
     } else if (strcmp(p, "/stats") == 0) {
         char body[96];
         int len = snprintf(body, sizeof(body), "connections %lu\ngenerated %llu\n", c->l->accepted, generated_total);

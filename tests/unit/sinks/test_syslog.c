@@ -121,7 +121,8 @@ static void expect_open_error(struct fixture *f, const char *json, const char *w
 
 static const char REC_DENY[] = "{\"schema\":\"vigil.event/1\",\"event\":\"flow.phase\",\"seq\":5,"
                                "\"time\":\"2026-11-26T16:30:45.000001Z\",\"flow_id\":\"01JD0000000000000000000000\","
-                               "\"phase\":\"pre_dns\",\"action\":\"deny\",\"rule\":{\"group\":\"g\",\"id\":\"a\\\"b]c\\\\d\"},"
+                               "\"phase\":\"pre_dns\",\"action\":\"deny\","
+                               "\"rule\":{\"group\":\"g\",\"id\":\"a\\\"b]c\\\\d\"},"
                                "\"chain\":\"ab12\"}";
 static const char REC_CONFIG[] = "{\"schema\":\"vigil.event/1\",\"event\":\"proxy.config\",\"seq\":6}";
 
@@ -165,8 +166,9 @@ static void test_syslog_udp_line_is_rfc5424(void **state)
     assert_string_equal(buf, want);
 
     recv_dgram(f->fd, buf, sizeof(buf));
-    snprintf(want, sizeof(want), "<133>1 2026-11-26T16:30:45.000002Z %s vigil %ld proxy.config [vigil@32473 seq=\"6\"] %s",
-             host, (long)getpid(), REC_CONFIG);
+    snprintf(want, sizeof(want),
+             "<133>1 2026-11-26T16:30:45.000002Z %s vigil %ld proxy.config [vigil@32473 seq=\"6\"] %s", host,
+             (long)getpid(), REC_CONFIG);
     assert_string_equal(buf, want);
 
     s->ops->stats(s, &st);
