@@ -271,6 +271,11 @@ static struct row *rows(struct aq_map *m, enum sort_by by, int top, int nonzero,
     return v;
 }
 
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 /* The clients of <token>, sorted, as a JSON array. */
 static json_t *token_clients(struct report *r, const char *token)
 {
@@ -279,9 +284,26 @@ static json_t *token_clients(struct report *r, const char *token)
     const char *key;
     void *val;
 
-    while (aq_map_next(r->pairs, &it, &key, &val))
-        if (strncmp(key, token, tl) == 0 && key[tl] == ' ')
-            json_array_append_new(a, json_string(key + tl + 1));
+    const char **v = NULL;
+    size_t n = 0, cap = 0;
+
+    while (aq_map_next(r->pairs, &it, &key, &val)) {
+        if (strncmp(key, token, tl) != 0 || key[tl] != ' ')
+            continue;
+        if (n == cap) {
+            const char **nv = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof(*v));
+
+            if (nv == NULL)
+                break;
+            v = nv;
+        }
+        v[n++] = key + tl + 1;
+    }
+    if (n > 0)
+        qsort(v, n, sizeof(*v), str_cmp);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_string(v[i]));
+    free(v);
     return a;
 }
 
@@ -581,6 +603,23 @@ static void svg_hours(FILE *out, const struct row *v, size_t n)
             max = t->alerts;
         if (t->denies > max)
             max = t->denies;
+    }
+    {
+        /* four gridlines at a round step: 1, 2, 5, 10, 20, 50, ... */
+        uint64_t want = (max + 3) / 4, grid = 1;
+
+        while (grid < want) {
+            if (grid * 2 >= want) {
+                grid *= 2;
+                break;
+            }
+            if (grid * 5 >= want) {
+                grid *= 5;
+                break;
+            }
+            grid *= 10;
+        }
+        max = grid * 4;
     }
     w = left + (int)(n < 24 ? 24 : n) * 30 + 10;
     if (w > 1000)

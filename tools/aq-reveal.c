@@ -262,6 +262,7 @@ struct reveal {
     int oom;
     /* pass 2 */
     uint64_t printed, restored, failed_open;
+    uint8_t *bin, *val; /* a sealed value, decoded and opened */
 };
 
 /* Decodes base64 in any of libsodium's variants. 0, or -1. */
@@ -467,14 +468,10 @@ static void print_revealed(struct reveal *r, json_t *obj)
     json_t *sealed = json_object_get(obj, "sealed"), *revealed = json_array(), *e;
     uint64_t seq = (uint64_t)aq_int(obj, "seq", 0);
     int logged = seq_logged(r, seq);
-    uint8_t *bin = NULL, *val = NULL;
+    uint8_t *bin = r->bin, *val = r->val;
     size_t i;
     char *text;
 
-    if (logged && sealed != NULL) {
-        bin = malloc(VALUE_MAX + REDACT_SEAL_OVERHEAD);
-        val = malloc(VALUE_MAX);
-    }
     json_array_foreach(sealed, i, e) {
         const char *field = aq_str(e, "field"), *cls = aq_str(e, "class"), *kid = aq_str(e, "key_id");
         const char *box = aq_str(e, "box");
@@ -482,7 +479,7 @@ static void print_revealed(struct reveal *r, json_t *obj)
         size_t bn, vn, nth = 0, j;
         json_t *x;
 
-        if (!logged || bin == NULL || val == NULL || field == NULL || cls == NULL || kid == NULL || box == NULL ||
+        if (!logged || field == NULL || cls == NULL || kid == NULL || box == NULL ||
             !redact_role_may_reveal(r->role, cls))
             continue;
         k = aq_map_get(r->keys, kid, strlen(kid), 0);
@@ -523,13 +520,11 @@ static void print_revealed(struct reveal *r, json_t *obj)
         r->restored++;
         sodium_memzero(val, vn);
     }
-    free(bin);
-    free(val);
     json_object_del(obj, "sealed"); /* ciphertext: of no use to the reader */
     if (json_array_size(revealed) > 0)
         json_object_set(obj, "revealed", revealed);
     json_decref(revealed);
-    text = json_dumps(obj, JSON_COMPACT);
+    text = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(15));
     if (text != NULL) {
         puts(text);
         free(text);
@@ -685,7 +680,9 @@ int aq_cmd_reveal(int argc, char **argv)
     sodium_bin2hex(hex, sizeof(hex), fp, sizeof(fp));
     r.keys = aq_map_new(sizeof(struct dkey), KEYS_MAX);
     r.fields = json_array();
-    if (r.keys == NULL || r.fields == NULL) {
+    r.bin = malloc(VALUE_MAX + REDACT_SEAL_OVERHEAD);
+    r.val = malloc(VALUE_MAX);
+    if (r.keys == NULL || r.fields == NULL || r.bin == NULL || r.val == NULL) {
         fprintf(stderr, "%s reveal: out of memory\n", AQ_PROG);
         goto out;
     }
@@ -761,6 +758,10 @@ out:
         aq_map_free(r.keys);
     }
     sodium_memzero(r.sk, sizeof(r.sk));
+    if (r.val != NULL)
+        sodium_memzero(r.val, VALUE_MAX);
+    free(r.bin);
+    free(r.val);
     json_decref(r.fields);
     free(r.seqs);
     redact_roles_free(roles);

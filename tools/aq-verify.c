@@ -42,7 +42,7 @@
 
 #define MAX_GAPS 32
 #define MAX_OPEN_FLOWS_SHOWN 20
-#define OPEN_FLOWS_MAX (4u << 20)
+#define OPEN_FLOWS_MAX (1u << 20)
 
 /* Reasons, most precise first: a segment's headline is its lowest. */
 enum why {

@@ -1,17 +1,25 @@
 /* tests/fuzz/replay.c - runs a fuzz target over files without libFuzzer.
  *
  *   fuzz_<target>_replay FILE|DIR...
+ *   fuzz_<target>_replay --expect-fail FILE|DIR...
  *
  * Links with one tests/fuzz/fuzz_<target>.c in place of libFuzzer's main, so the committed
  * corpus and every crash reproducer in tests/fuzz/regressions/<target>/ run as plain ctest
  * tests in every build (gcc, the ASan+UBSan build), with no clang needed: a crash fixed once
- * stays fixed. Each file is one input; directories are read one level deep, in name order. */
+ * stays fixed. Each file is one input; directories are read one level deep, in name order.
+ *
+ * --expect-fail runs each input in a child process and passes only if every one of them
+ * fails (a sanitizer report, an abort, a non-zero exit): the reproducers of open findings in
+ * tests/fuzz/pending/<target>/, run with VIGIL_FUZZ_STRICT=1. Once a fix lands this fails,
+ * naming the input: move it to regressions/<target>/. */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv) __attribute__((weak));
@@ -56,6 +64,39 @@ static int run_file(const char *path)
     return 0;
 }
 
+static int expect_fail;
+
+/* 0 when the input behaved as expected, -1 otherwise. */
+static int run_input(const char *path)
+{
+    if (!expect_fail)
+        return run_file(path);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == -1) {
+        perror("fork");
+        return -1;
+    }
+    if (pid == 0) {
+        /* the report is expected: keep it short */
+        if (!freopen("/dev/null", "w", stderr))
+            _exit(3);
+        _exit(run_file(path) == 0 ? 0 : 3);
+    }
+    int st;
+    if (waitpid(pid, &st, 0) == -1) {
+        perror("waitpid");
+        return -1;
+    }
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+        printf("%s: no longer fails: fixed? move it to regressions/ (tests/fuzz/README.md)\n", path);
+        return -1;
+    }
+    printf("%s: fails as expected (%s %d)\n", path, WIFSIGNALED(st) ? "signal" : "exit",
+           WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+    return 0;
+}
+
 static int cmp(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -68,12 +109,16 @@ int main(int argc, char **argv)
         LLVMFuzzerInitialize(&argc, &argv);
     for (int i = 1; i < argc; i++) {
         struct stat st;
+        if (strcmp(argv[i], "--expect-fail") == 0) {
+            expect_fail = 1;
+            continue;
+        }
         if (stat(argv[i], &st) == -1) { /* regressions/<target>/ exists once a crash was found */
             printf("%s: absent, skipped\n", argv[i]);
             continue;
         }
         if (!S_ISDIR(st.st_mode)) {
-            bad += run_file(argv[i]) == -1;
+            bad += run_input(argv[i]) == -1;
             files++;
             continue;
         }
@@ -108,7 +153,7 @@ int main(int argc, char **argv)
         for (size_t k = 0; k < n; k++) {
             struct stat fs;
             if (stat(names[k], &fs) == 0 && S_ISREG(fs.st_mode)) {
-                bad += run_file(names[k]) == -1;
+                bad += run_input(names[k]) == -1;
                 files++;
             }
             free(names[k]);

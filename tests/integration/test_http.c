@@ -62,8 +62,9 @@ static void test_http_get_records_all_phases(void **state)
     json_t *ev;
     const char *fid;
 
-    h_start(e, NULL, H_DEFAULT);
-    h_curl(e, &r, 1, "--proxy", e->proxy_url, h_origin_url(e, 0, "/bytes/1024"), NULL);
+    h_start(e, h_config("\"audit\": {\"headers\": {\"exclude\": [\"Accept\"]}}"), H_DEFAULT);
+    h_curl(e, &r, 1, "--proxy", e->proxy_url, "-H", "X-Team: payments", "-H", "X-Team: infra",
+           h_origin_url(e, 0, "/bytes/1024"), NULL);
     h_expect_http(&r, 0, 200);
     h_expect_pattern(r.body[0], r.body_len[0], 1024);
     h_result_fini(&r);
@@ -77,6 +78,12 @@ static void test_http_get_records_all_phases(void **state)
     ev = h_one(e->events, fid, "flow.phase", "post_response");
     h_expect_str(ev, "response.content_type", "text/plain");
     h_expect_int(ev, "response.content_length", 1024);
+    /* the headers as they came, names lowercased, repeats joined; excluded ones left out */
+    h_expect_str(ev, "response.headers.content-type", "text/plain");
+    ev = h_one(e->events, fid, "flow.phase", "pre_request");
+    h_expect_str(ev, "request.headers.x-team", "payments, infra");
+    assert_non_null(strstr(h_str(ev, "request.headers.user-agent"), "curl/"));
+    assert_null(h_get(ev, "request.headers.accept"));
     h_done(e);
 }
 

@@ -14,19 +14,22 @@ BIN=${VIGIL_BIN_DIR:-$ROOT/build/bin}
 OUT=$(mktemp -d /tmp/vigil-bench.XXXXXX)
 if [ -n "${KEEP:-}" ]; then echo "[bench] vigil data kept in $OUT" >&2; else trap 'rm -rf "$OUT"' EXIT; fi
 export PROXY_PORT=13129
-# one data dir per proxy run (the harness restarts the proxy for every mode and file)
-export PROXY_CMD="$BIN/vigil --config $ROOT/tools/bench/bench-loopback.json --data-dir $OUT/run-\$(date +%s%N)"
+# one data dir per proxy run (the harness restarts the proxy for every mode and file): the
+# wrapper writes a config for the mode (interception in the intercept modes) and records the dir
+export VIGIL_BIN_DIR=$BIN VIGIL_BENCH_RUNS=$OUT/runs VIGIL_BENCH_DATA_BASE=$OUT
+export PROXY_CMD="$ROOT/tools/bench/vigil-intercept.sh"
 "$ROOT/tools/bench/harness/run.sh" -o "$OUT/results.json" "$@"
 
 echo
 echo "Record check (what the load generator counted vs flow.end events in Vigil's record):"
-runs=$(ls -d "$OUT"/run-* 2>/dev/null | sort)
+runs=$(cat "$OUT/runs" 2>/dev/null)
 rows=$(jq -c '.params.conns as $c | .results[] | select(.target == "proxy") | [.mode, .file, .requests, $c]' "$OUT/results.json")
 paste <(echo "$rows") <(for d in $runs; do
   "$BIN/audit-query" search --data-dir "$d" --event flow.end --format json 2>/dev/null | wc -l; done) |
 while IFS=$'\t' read -r row ends; do
   mode=$(jq -r '.[0]' <<<"$row") req=$(jq -r '.[2]' <<<"$row") conns=$(jq -r '.[3]' <<<"$row")
-  if [ "$mode" = plain ]; then   # one flow per request
+  if [ "$mode" = plain ] || [ "$mode" = intercept ] || [ "$mode" = intercept-handshake ]; then
+    # one flow per request (inside an intercepted tunnel too, beside the tunnel's own)
     status=ok; [ "$ends" -ge "$req" ] || status=MISSING
     echo "  $mode $(jq -r '.[1]' <<<"$row"): requests $req, flow.end $ends: $status"
   else                           # one flow per tunnel: at least one per connection (more with -r)
