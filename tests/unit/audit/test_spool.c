@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../testutil.h"
 #include "audit/spool.h"
 
 struct fixture {
@@ -36,32 +37,11 @@ static int setup(void **state)
     return 0;
 }
 
-static void rm_rf(const char *path)
-{
-    DIR *d = opendir(path);
-    struct dirent *de;
-
-    if (d == NULL) {
-        unlink(path);
-        return;
-    }
-    while ((de = readdir(d)) != NULL) {
-        char sub[1024];
-
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-        rm_rf(sub);
-    }
-    closedir(d);
-    rmdir(path);
-}
-
 static int teardown(void **state)
 {
     struct fixture *f = *state;
 
-    rm_rf(f->dir);
+    tu_rm_rf(f->dir);
     free(f);
     return 0;
 }

@@ -20,6 +20,7 @@
 
 #include <zstd.h>
 
+#include "../testutil.h"
 #include "audit/audit.h"
 #include "audit/segment.h"
 #include "sinks/sinks.h"
@@ -47,33 +48,12 @@ static int setup(void **state)
     return 0;
 }
 
-static void rm_rf(const char *path)
-{
-    DIR *d = opendir(path);
-    struct dirent *de;
-
-    if (d == NULL) {
-        unlink(path);
-        return;
-    }
-    while ((de = readdir(d)) != NULL) {
-        char sub[1024];
-
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-        rm_rf(sub);
-    }
-    closedir(d);
-    rmdir(path);
-}
-
 static int teardown(void **state)
 {
     struct fixture *f = *state;
 
     sink_free(f->sink);
-    rm_rf(f->dir);
+    tu_rm_rf(f->dir);
     free(f);
     return 0;
 }
