@@ -3,14 +3,15 @@
 #
 #   tools/setup.sh run [vigil options]   install what is missing, build, run vigil
 #   tools/setup.sh test                  install what is missing, build, run every test
-#                                        (default build, then the ASan+UBSan build)
+#                                        (default build, then the ASan+UBSan build, then each
+#                                        libFuzzer target for FUZZ_SECONDS, 20 by default)
 #   tools/setup.sh deps | build          the steps alone
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD_PKGS="build-essential cmake pkg-config libssl-dev libevent-dev node-llhttp librdkafka-dev libzstd-dev
   libsodium-dev libcmocka-dev libjansson-dev libvectorscan-dev libidn2-dev zstd"
-TEST_PKGS="curl openssl kcat rsyslog rsyslog-openssl"
+TEST_PKGS="curl openssl kcat rsyslog rsyslog-openssl clang libclang-rt-dev"
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -43,6 +44,7 @@ case "${1:-}" in
     (cd build && ctest --output-on-failure -j"$JOBS")
     build build-asan -DVIGIL_SANITIZE=ON
     (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j"$JOBS")
+    tests/fuzz/run.sh   # clang + libFuzzer, build-fuzz; bounded by FUZZ_SECONDS per target
     ;;
   *) echo "usage: $0 run [vigil options] | test | deps | build" >&2; exit 2 ;;
 esac
