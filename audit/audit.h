@@ -323,7 +323,9 @@ void audit_pipeline_sink_stats(const struct audit_pipeline *p, size_t i, struct 
 struct json_t;
 
 /* Validates a "redaction" config object (NULL: the defaults): its keys and types, the
- * detector file (compiled, then discarded), the roles file and the keep_originals patterns.
+ * detectors as configured (compiled, then discarded, when the object changes them: a custom
+ * file, enable/disable, query_params, api_key_headers), the roles file and the keep_originals
+ * patterns.
  * Touches no key. 0, or -1 with one line per error in <err>, each naming its JSON path
  * ("redaction.keep_originals[1]: not a class pattern ..."). Any thread. */
 int audit_redaction_check(const struct json_t *conf, char *err, size_t errlen);

@@ -214,7 +214,8 @@ static void render_metrics(struct proxy_admin *a, struct evbuffer *b)
     proxy_metrics_sum(src->server ? src->server->workers : NULL, nworkers, &m);
     head(b, "vigil_workers", "gauge", "Worker threads.");
     evbuffer_add_printf(b, "vigil_workers %u\n", nworkers);
-    head(b, "vigil_flows_total", "counter", "Policy phase decisions recorded (flow.phase events), by phase and action.");
+    head(b, "vigil_flows_total", "counter",
+         "Policy phase decisions recorded (flow.phase events), by phase and action.");
     for (int p = AUDIT_PHASE_PRE_DNS; p < PROXY_METRICS_NPHASES; p++)
         for (int act = AUDIT_ACTION_NONE; act < PROXY_METRICS_NACTIONS; act++) {
             const char *an = audit_action_name((enum audit_action)act);
@@ -293,14 +294,16 @@ static void render_metrics(struct proxy_admin *a, struct evbuffer *b)
             SINKS("vigil_sink_pending", "gauge", "Records the sink accepted and has not delivered yet.", st[i].pending);
             SINKS("vigil_sink_delivered_total", "counter", "Records the sink wrote out or its peer acknowledged.",
                   st[i].delivered);
-            SINKS("vigil_sink_spooled_total", "counter", "Records put in the sink's disk spool while its peer was away.",
+            SINKS("vigil_sink_spooled_total", "counter",
+                  "Records put in the sink's disk spool while its peer was away.",
                   st[i].spooled);
             SINKS("vigil_sink_replayed_total", "counter", "Records taken back from the spool and delivered.",
                   st[i].replayed);
             SINKS("vigil_sink_dropped_total", "counter", "Records lost to the sink (on_full drop, failed writes).",
                   ps[i].dropped);
             SINKS("vigil_sink_spilled_total", "counter", "Records spilled to disk under on_full spill.", ps[i].spilled);
-            SINKS("vigil_sink_blocked_total", "counter", "Times the pipeline waited for the sink's queue (on_full block).",
+            SINKS("vigil_sink_blocked_total", "counter",
+                  "Times the pipeline waited for the sink's queue (on_full block).",
                   ps[i].blocked);
 #undef SINKS
         }

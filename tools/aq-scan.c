@@ -1038,6 +1038,9 @@ static void scan_segment(struct scan_state *s, const char *path, const struct se
 {
     const struct aq_filter *f = s->o->f;
     int since = f != NULL && f->has_since, until = f != NULL && f->has_until;
+    /* a segment that ends well before --until needs no look at its frames' times for it */
+    if (until && r->has_hi && r->hi + AQ_TIME_SLACK_US < f->until_us)
+        until = 0;
     struct aq_frames *fr;
     uint64_t lineno = 0, prev_off = 0, prev_index = 0;
     int have_prev = 0, in_range = !since;

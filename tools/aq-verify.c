@@ -89,7 +89,6 @@ struct verify {
     enum why why;
     char reason[512];
     char notes[512];
-    uint64_t seg_read, seg_valid;
     int ocsf;
     uint64_t miss_from, miss_to; /* the last records reported missing in this segment */
     int miss_headline;           /* ... and that report is the segment's reason */
@@ -460,7 +459,7 @@ static void verify_segment(struct verify *v, const struct entry *e, int last)
     char sig[4200], err[512];
     struct audit_digest d;
     uint8_t dhash[32], fhash[32];
-    int has_digest = 0, sealed_ok = 0;
+    int has_digest = 0;
     uint64_t fsize = 0, lineno = 0, s_first = 0, s_last = 0, nread = 0, frame = 0;
     int64_t t_first = 0, t_last = 0;
     struct aq_frames *fr = NULL;
@@ -497,7 +496,6 @@ static void verify_segment(struct verify *v, const struct entry *e, int last)
             has_digest = 1;
         } else {
             has_digest = 1;
-            sealed_ok = 1;
         }
         if (has_digest && strcmp(d.segment, slash != NULL ? slash + 1 : e->path) != 0)
             reason(v, WHY_SEGMENT, "its digest belongs to %s: files were renamed or swapped", d.segment);
@@ -658,7 +656,6 @@ static void verify_segment(struct verify *v, const struct entry *e, int last)
     }
     if (v->ocsf)
         note(v, "records in OCSF form: the digest covers them, their chains cannot be recomputed");
-    (void)sealed_ok;
 
 done:
     if (nread > 0) {

@@ -315,7 +315,8 @@ static void test_admin_healthz_readyz_ok(void **state)
     assert_int_equal(admin_get(port, "/metrics/x", NULL), 404);
     assert_int_equal(admin_get(port, "/metricsz", NULL), 404);
     {
-        static const char post[] = "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        static const char post[] =
+            "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         char *reply = h_raw("127.0.0.1", port, post, sizeof(post) - 1, 10000, NULL);
         if (strncmp(reply, "HTTP/1.1 405 ", 13) != 0)
             fail_msg("POST /metrics got:\n%s", reply);
