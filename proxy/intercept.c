@@ -20,6 +20,7 @@
 #include <openssl/ssl.h>
 
 #include "audit/diag.h"
+#include "proxy/metrics.h"
 #include "proxy/mint.h"
 #include "proxy/proxy-int.h"
 #include "proxy/tls.h"
@@ -242,6 +243,7 @@ void intercept_client_ready(struct conn *c)
 {
     evtimer_del(c->timer);
     c->tunnel_flow = c->flow; /* the tunnel's flow.end waits until the client leaves */
+    proxy_metrics_tunnel(c->w, 1);
     c->flow.req_head = NULL;
     c->flow.active = 0;
     c->intercepted = 1;
@@ -299,6 +301,7 @@ void intercept_tunnel_end(struct conn *c, const char *reason)
 {
     if (!c->intercepted || !c->tunnel_flow.active)
         return;
+    proxy_metrics_tunnel(c->w, -1);
     struct flow inner = c->flow;
     c->flow = c->tunnel_flow;
     c->flow.bytes_up = c->tunnel_bytes_up;
