@@ -57,11 +57,17 @@ struct audit_redaction_stats;
 struct audit_redaction_count;
 
 /* Parses <conf> (the "redaction" object; NULL: defaults), opens the token key ring (in
- * conf's keys_dir, else <keys_dir>), compiles the detectors and loads the roles file. 0 with
+ * conf's keys_dir, else <keys_dir>) and loads the roles file; then audit_redactor_compile()
+ * compiles the detectors. 0 with
  * the stage in *<out>, or with *<out> NULL when "enabled" is false; -1 with <err>. */
 int audit_redactor_new(struct audit_redactor **out, const struct json_t *conf, const char *keys_dir, char *err,
                        size_t errlen);
 void audit_redactor_free(struct audit_redactor *r); /* wipes the data keys; NULL does nothing */
+
+/* Compiles the detectors (a Vectorscan database: hundreds of milliseconds). 0, or -1 with
+ * <err> naming "redaction.detectors". Until it has succeeded, audit_redactor_prepare() refuses
+ * every event (lost, never written unredacted). Idempotent. */
+int audit_redactor_compile(struct audit_redactor *r, char *err, size_t errlen);
 
 void audit_redactor_rotate_if_due(struct audit_redactor *r);
 

@@ -756,7 +756,9 @@ struct audit_pipeline *audit_pipeline_new(struct audit_ring *ring, struct sink *
             snprintf(err, errlen, "audit pipeline: out of memory");
             goto fail;
         }
-        if (audit_redactor_new(&p->red, o->redaction, o->keys_dir, err, errlen) == -1)
+        /* compiled now, not lazily on the pipeline thread: once vigil says "ready", records flow */
+        if (audit_redactor_new(&p->red, o->redaction, o->keys_dir, err, errlen) == -1 ||
+            (p->red != NULL && audit_redactor_compile(p->red, err, errlen) == -1))
             goto fail;
     }
     for (size_t i = 0; i < nsinks; i++) {
@@ -910,7 +912,8 @@ static void write_batch(struct audit_pipeline *p, const struct audit_event *evs,
                 p->red_bad++;
                 atomic_fetch_add_explicit(&p->red_lost, 1, memory_order_relaxed);
                 if (ratelimit_pass(&p->red_rl, &supp))
-                    diag_log(DIAG_ERROR, "audit", "redaction: out of memory, event of kind %u dropped%s",
+                    diag_log(DIAG_ERROR, "audit", "redaction failed (no detectors, or out of memory): event of "
+                             "kind %u not written, counted as lost%s",
                              (unsigned)ev->kind, suppressed_note(note, sizeof(note), supp));
                 continue;
             }

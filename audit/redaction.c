@@ -135,7 +135,10 @@ struct cand {
 
 struct audit_redactor {
     struct redact_keyring *kr;
-    struct redact *rd;
+    struct redact *rd;       /* compiled by audit_redactor_compile() */
+    char *o_custom;          /* detector options, owned copies, for the compile */
+    char **o_lists[4];       /* enable, disable, api_key_headers, query_params: NULL-terminated */
+    size_t o_max_field;
     struct redact_roles *roles;
     const struct redact_role *prov[RED_MAX_ROLES]; /* provisioned roles, bit i of a mask */
     size_t nprov;
@@ -559,7 +562,7 @@ void audit_redactor_rotate_if_due(struct audit_redactor *r)
 {
     const char *reason;
 
-    if (!r->sealing)
+    if (!r->sealing || r->rd == NULL)
         return;
     if (!r->epoch) {
         reason = "start";
@@ -728,6 +731,8 @@ int audit_redactor_prepare(struct audit_redactor *r, const struct audit_event *i
     r->nfields = 0;
     r->ncands = 0;
     r->red.len = 0;
+    if (r->rd == NULL)
+        return -1; /* not compiled: the event is lost, never written unredacted */
     for (size_t i = 0; i < NREDACTED; i++) {
         if ((s = audit_event_str(in, redacted[i].f, &len)) == NULL)
             continue;
@@ -879,12 +884,64 @@ void audit_redactor_finish(struct audit_redactor *r, const struct audit_event *i
     atomic_fetch_add_explicit(&r->events, 1, memory_order_relaxed);
 }
 
+static char **dup_list(const char *const *l)
+{
+    size_t n = 0;
+    char **d;
+
+    while (l[n] != NULL)
+        n++;
+    d = calloc(n + 1, sizeof(*d));
+    for (size_t i = 0; d != NULL && i < n; i++) {
+        if ((d[i] = strdup(l[i])) == NULL) {
+            for (size_t k = 0; k < i; k++)
+                free(d[k]);
+            free(d);
+            return NULL;
+        }
+    }
+    return d;
+}
+
+static void free_list(char **l)
+{
+    for (size_t i = 0; l != NULL && l[i] != NULL; i++)
+        free(l[i]);
+    free(l);
+}
+
+int audit_redactor_compile(struct audit_redactor *r, char *err, size_t errlen)
+{
+    struct redact_opts o = {
+        .custom_path = r->o_custom,
+        .max_field_bytes = r->o_max_field,
+        .enable = (const char *const *)r->o_lists[0],
+        .disable = (const char *const *)r->o_lists[1],
+        .api_key_headers = (const char *const *)r->o_lists[2],
+        .query_params = (const char *const *)r->o_lists[3],
+    };
+    char why[1024];
+    int64_t t0 = audit_mono_us();
+
+    if (r->rd != NULL)
+        return 0;
+    r->rd = redact_new(&o, r->kr, why, sizeof(why));
+    if (r->rd == NULL) {
+        snprintf(err, errlen, "redaction.detectors: %s", why);
+        return -1;
+    }
+    diag_log(DIAG_INFO, "redaction", "%zu detectors compiled in %lld ms, token key %s, %zu provisioned roles, "
+             "originals %s",
+             redact_detector_count(r->rd), (long long)((audit_mono_us() - t0) / 1000), redact_keyring_current(r->kr),
+             r->nprov, r->sealing ? "sealed for kept classes" : "not kept");
+    return 0;
+}
+
 int audit_redactor_new(struct audit_redactor **out, const struct json_t *conf, const char *keys_dir, char *err,
                        size_t errlen)
 {
     struct errs e = {.buf = err, .cap = errlen};
     struct audit_redactor *r = NULL;
-    struct redact_opts o;
     struct conf c;
     char why[1024];
 
@@ -918,11 +975,21 @@ int audit_redactor_new(struct audit_redactor **out, const struct json_t *conf, c
         add_err(&e, "redaction.keys_dir: %s", why);
         goto fail;
     }
-    opts_of(&c, &o);
-    r->rd = redact_new(&o, r->kr, why, sizeof(why));
-    if (r->rd == NULL) {
-        add_err(&e, "redaction.detectors: %s", why);
-        goto fail;
+    /* the detectors compile in audit_redactor_compile(): keep their options */
+    {
+        const char *const *lists[4] = {c.enable, c.disable, c.api_key_headers, c.query_params};
+
+        r->o_max_field = c.max_field;
+        if (c.custom != NULL && (r->o_custom = strdup(c.custom)) == NULL) {
+            add_err(&e, "redaction: out of memory");
+            goto fail;
+        }
+        for (int k = 0; k < 4; k++) {
+            if (lists[k] != NULL && (r->o_lists[k] = dup_list(lists[k])) == NULL) {
+                add_err(&e, "redaction: out of memory");
+                goto fail;
+            }
+        }
     }
     r->roles = roles_of(&c, &e);
     if (e.count > 0)
@@ -955,9 +1022,6 @@ int audit_redactor_new(struct audit_redactor **out, const struct json_t *conf, c
         diag_log(DIAG_WARN, "redaction",
                  "keep_originals is set but no role in %s has a public key: no original is kept",
                  c.roles_file != NULL ? c.roles_file : "(no roles file)");
-    diag_log(DIAG_INFO, "redaction", "%zu detectors, token key %s, %zu provisioned roles, originals %s",
-             redact_detector_count(r->rd), redact_keyring_current(r->kr), r->nprov,
-             r->sealing ? "sealed for kept classes" : "not kept");
     conf_fini(&c);
     *out = r;
     return 0;
@@ -993,6 +1057,9 @@ void audit_redactor_free(struct audit_redactor *r)
     redact_roles_free(r->roles);
     redact_free(r->rd);
     redact_keyring_free(r->kr);
+    free(r->o_custom);
+    for (int k = 0; k < 4; k++)
+        free_list(r->o_lists[k]);
     free(r);
 }
 

@@ -536,6 +536,9 @@ static void test_syslog_stream_reconnects_and_replays(void **state)
     traffic(e, "during", 5);
     start_rsyslog(e);
     traffic(e, "after", 2);
+    /* both streams are back (each logs its reconnect) before vigil stops: what
+     * is still spooled at a stop waits for the next start, by design */
+    h_wait_stderr(&e->vigil, "connected to", 2);
     h_stop_vigil(e);
     h_record(e);
     events = e->events;

@@ -637,6 +637,21 @@ static void test_redaction_long_field_tokenized_whole(void **state)
     expect_token(o, "request.path", "unscannable");
 }
 
+/* detectors that do not compile (a file gone since the config was checked): no pipeline, and
+ * the error names the key */
+static void test_redaction_compile_failure_refuses_pipeline(void **state)
+{
+    struct fx *f = *state;
+    struct sink *sinks[] = {&f->sink};
+    json_t *c = conf(f, "\"detectors\": \"/nonexistent/custom.json\"");
+    struct audit_pipeline_opts o = {.keys_dir = f->keys, .redaction = c};
+    char err[1024];
+
+    assert_null(audit_pipeline_new(f->ring, sinks, 1, &o, err, sizeof(err)));
+    assert_non_null(strstr(err, "redaction.detectors: "));
+    json_decref(c);
+}
+
 /* config errors name their JSON path */
 static void test_redaction_check_names_paths(void **state)
 {
@@ -677,6 +692,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_redaction_disabled_passes_through, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redaction_counts_by_class, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redaction_long_field_tokenized_whole, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redaction_compile_failure_refuses_pipeline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redaction_check_names_paths, setup, teardown),
     };
     return cmocka_run_group_tests_name("audit/redaction", tests, NULL, NULL);
