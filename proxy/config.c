@@ -45,6 +45,7 @@ static const char default_config[] =
     "    \"ring_slots\": 16384,\n"
     "    \"overflow\": \"fail_closed\"\n"
     "  },\n"
+    "  \"redaction\": {\"enabled\": true, \"keep_originals\": []},\n"
     "  \"rule_groups\": [],\n"
     "  \"proxy_configurations\": [\n"
     "    {\"name\": \"default\", \"rule_groups\": [], \"default_action\": \"allow\",\n"

@@ -5,9 +5,9 @@
 #
 # Builds (tools/setup.sh build, into build/; VIGIL_BIN_DIR=DIR uses binaries already built there), then runs,
 # one after the other on this machine:
-#   1. proxy req/s and p99 beside Squid and tinyproxy, same run: tools/bench/proxy-bench.sh (plain, CONNECT and
-#      TLS through a tunnel; plus TLS interception beside Squid's ssl_bump and mitmproxy when HEADLINE_INTERCEPT=1,
-#      through tools/bench/vigil-intercept.sh) and its record check (every request has its flow.end)
+#   1. proxy req/s and p99 beside Squid and tinyproxy, same run: tools/bench/proxy-bench.sh through
+#      tools/bench/vigil-intercept.sh, modes plain, connect, tunnel-tls and intercept (Squid's ssl_bump beside
+#      Vigil's interception; HEADLINE_MITM=1 adds mitmproxy, HEADLINE_MODES= other modes), and its record check
 #   2. policy decision time with 10,000 domain rules: build/bin/policy-bench
 #   3. pipeline records/s with redaction off/on/sealed: build/bin/pipeline-bench (if built)
 #   4. redaction MB/s and events/s on one core: build/bin/redact-bench
@@ -37,8 +37,8 @@ if [ -n "$QUICK" ]; then
 else
     PB_ARGS=(-d 10 -c 50) POL=(10000 2000000) RED=(3) PIPE=(3) TUNNELS=10000 SINK_N=400000
 fi
-MODES="plain connect tunnel-tls"
-[ -n "${HEADLINE_INTERCEPT:-}" ] && MODES="$MODES intercept intercept-handshake"
+MODES=${HEADLINE_MODES:-plain connect tunnel-tls intercept}
+TARGETS="direct squid tinyproxy${HEADLINE_MITM:+ mitmproxy} proxy"
 
 declare -A STATUS CMD
 step() { # name, command...: runs it, output to $T/<name>.out
@@ -53,7 +53,7 @@ step() { # name, command...: runs it, output to $T/<name>.out
 }
 
 step proxy env VIGIL_BIN_DIR="$BIN" PROXY_CMD="$ROOT/tools/bench/vigil-intercept.sh" \
-    tools/bench/proxy-bench.sh "${PB_ARGS[@]}" -m "$MODES"
+    tools/bench/proxy-bench.sh "${PB_ARGS[@]}" -m "$MODES" -T "$TARGETS"
 step policy "$BIN/policy-bench" "${POL[@]}"
 if [ -x "$BIN/pipeline-bench" ]; then step pipeline "$BIN/pipeline-bench" "${PIPE[@]}"; fi
 step redact "$BIN/redact-bench" "${RED[@]}"
@@ -75,6 +75,10 @@ cell() { awk -F'|' -v c="$2" '{gsub(/^ +| +$/, "", $c); print $c}' <<<"$1"; }
     echo "Client, proxy and origin share these cores: compare the ratios within one run, not absolute numbers"
     echo "across machines. Re-run: \`tools/bench/headline.sh\` (about 10 minutes; \`-q\` for a short check)."
     echo
+    echo "Vigil's proxy errors are 503s: under audit.overflow fail_closed it refuses a flow it could not record"
+    echo "while the audit pipeline is behind (those are counted in audit.loss, not lost); the proxy step's record"
+    echo "check compares requests with flow.end events."
+    echo
     echo "| figure | value | from |"
     echo "|---|---|---|"
     for mode in $MODES; do
@@ -89,7 +93,7 @@ cell() { awk -F'|' -v c="$2" '{gsub(/^ +| +$/, "", $c); print $c}' <<<"$1"; }
     red=$(grep -E '^realistic +batch' "$T/redact.out" 2>/dev/null | head -1)
     [ -n "$red" ] && echo "| redaction, realistic mix, one core | $(awk '{print $3, "events/s,", $7, "MB/s"}' <<<"$red") | redact-bench |"
     if [ -f "$T/pipeline.out" ]; then
-        grep -E '^(off|on|sealed) ' "$T/pipeline.out" | while read -r mode rps _ _ _ _ wall _; do
+        grep -E '^(off|on|sealed) ' "$T/pipeline.out" | while read -r mode rps _ _ _ _ _ wall _; do
             echo "| pipeline, redaction stage $mode | $rps records/s per CPU second of the pipeline thread ($wall/s wall) | pipeline-bench |"
         done
     fi
