@@ -10,6 +10,7 @@
  * Every flow ends with exactly one flow.end event (conn_flow_end), whatever the path. */
 #include <ctype.h>
 #include <errno.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -367,6 +368,8 @@ void proxy_conn_accept(struct proxy_worker *w, evutil_socket_t fd, const struct 
     memcpy(&c->client_sa, sa, (size_t)salen < sizeof(c->client_sa) ? (size_t)salen : sizeof(c->client_sa));
     c->listener = listener;
     audit_ip_from_sockaddr(&c->client, sa);
+    int one = 1; /* small writes (a tunnel's request/response exchanges) go out at once */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     c->timer = evtimer_new(w->base, NULL, NULL);
     if (!c->bev || !c->timer || msg_init(&c->req, cfg->max_header_bytes, cfg->max_headers) == -1 ||
@@ -502,6 +505,10 @@ static int parse_absolute_url(struct conn *c, const char **reason)
 
     if (n == 0 || url[0] == '/' || url[0] == '*') {
         *reason = "bad_request.not_absolute_form";
+        return -1;
+    }
+    if (!http_target_ok(url, n)) {
+        *reason = "bad_request.malformed";
         return -1;
     }
     const char *sep = memmem(url, n, "://", 3);
@@ -903,9 +910,15 @@ static void check_auth(struct conn *c)
 static void admit_flow(struct conn *c)
 {
     struct audit_ring *ring = c->w->server->ring;
-    if (audit_ring_admit(ring) == -1 && audit_ring_policy(ring) == AUDIT_OVERFLOW_BLOCK) {
-        c->state = CONN_WAIT_RING;
-        conn_set_timer(c, PROXY_RING_RETRY_MS);
+    if (audit_ring_admit(ring) == -1) { /* drop never refuses admission */
+        if (audit_ring_policy(ring) == AUDIT_OVERFLOW_BLOCK) {
+            c->state = CONN_WAIT_RING;
+            conn_set_timer(c, PROXY_RING_RETRY_MS);
+            return;
+        }
+        /* fail_closed: refused before anything is recorded or sent; the ring counted it */
+        c->flow.refused = 1;
+        conn_send_error(c, 503, "audit_ring_full", "the audit record cannot keep up; try again");
         return;
     }
     if (c->state == CONN_WAIT_RING)
@@ -1028,7 +1041,12 @@ static int connect_upstream(struct conn *c)
     bufferevent_setcb(up->bev, up_read_cb, up_write_cb, up_event_cb, c);
     bufferevent_setwatermark(up->bev, EV_READ, 0, PROXY_READ_HIGH);
     conn_set_timer(c, c->cfg->timeouts.connect_ms);
-    if (bufferevent_socket_connect(up->bev, (struct sockaddr *)&f->dest, (int)f->destlen) == -1) {
+    int rc = bufferevent_socket_connect(up->bev, (struct sockaddr *)&f->dest, (int)f->destlen);
+    if (rc == 0 && bufferevent_getfd(up->bev) >= 0) {
+        int one = 1;
+        setsockopt(bufferevent_getfd(up->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    if (rc == -1) {
         /* an immediate failure: the event callback may already have run */
         if (c->state == CONN_CONNECTING)
             conn_send_error(c, 502, "connect_failed", "cannot connect to the upstream");

@@ -13,6 +13,7 @@
 #include <event2/buffer.h>
 
 #include "proxy/http.h"
+#include "proxy/proxy-int.h"
 
 int msg_init(struct msg *m, size_t max, unsigned max_n)
 {
@@ -142,6 +143,14 @@ int msg_on_value(struct msg *m, const char *at, size_t len)
     return 0;
 }
 
+int http_target_ok(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
 int hdr_is(const struct msg *m, unsigned i, const char *name)
 {
     size_t n = strlen(name);
@@ -260,8 +269,17 @@ void http_build_response_head(struct evbuffer *out, const struct msg *m, unsigne
                               uint64_t content_length, int close)
 {
     evbuffer_add_printf(out, "HTTP/1.1 %u ", status);
-    if (m->url_len)
+    /* reason-phrase = *( HTAB / SP / VCHAR / obs-text ): llhttp lets other bytes through, and
+     * they are not passed on; a phrase that has them is replaced by the standard one */
+    int ok = m->url_len > 0;
+    for (uint32_t i = 0; ok && i < m->url_len; i++) {
+        unsigned char ch = (unsigned char)m->buf[m->url_off + i];
+        ok = ch == '\t' || (ch >= 0x20 && ch != 0x7f);
+    }
+    if (ok)
         evbuffer_add(out, m->buf + m->url_off, m->url_len);
+    else
+        evbuffer_add_printf(out, "%s", proxy_status_phrase(status));
     evbuffer_add(out, "\r\n", 2);
     add_headers(out, m, 0);
     if (framing == HTTP_FRAMING_CHUNKED)

@@ -43,6 +43,11 @@ int msg_find(const struct msg *m, const char *name);           /* index of the f
 int msg_bad_header_name(const struct msg *m);                  /* a name is empty or holds whitespace */
 int msg_connection_has(const struct msg *m, const char *token); /* Connection lists <token> */
 
+/* A request-target holds no whitespace or control bytes (RFC 9112 3.2). llhttp lets HTAB and
+ * FF through; an upstream that read them as separators would see another request than the
+ * policy did, so Vigil refuses such a target (400). */
+int http_target_ok(const char *p, size_t n);
+
 enum http_framing {
     HTTP_FRAMING_NONE = 0, /* no body, or (responses) delimited by close */
     HTTP_FRAMING_LENGTH,

@@ -270,6 +270,10 @@ int intercept_request_head(struct conn *c)
         conn_send_error(c, 400, "bad_request.not_origin_form", "a request inside TLS needs an origin-form target");
         return -1;
     }
+    if (!http_target_ok(url, c->req.url_len)) {
+        conn_send_error(c, 400, "bad_request.malformed", "malformed request target");
+        return -1;
+    }
     const char *frag = memchr(url, '#', (size_t)(end - url));
     if (frag)
         end = frag;

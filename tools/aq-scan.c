@@ -464,6 +464,16 @@ int aq_filter_prefilter(const struct aq_filter *f, const char *line, size_t len)
 {
     if (f->flow[0] != '\0' && memmem(line, len, f->flow, AUDIT_FLOW_ID_LEN) == NULL)
         return 0;
+    if (f->domain != NULL) {
+        /* host names are LDH, never escaped: "x" needs "host":"x", "*.x" needs .x" */
+        char buf[300];
+        int n = f->domain_suffix ? snprintf(buf, sizeof(buf), ".%s\"", f->domain)
+                                 : snprintf(buf, sizeof(buf), "\"host\":\"%s\"", f->domain);
+        for (int i = 0; i > -1 && i < n && (size_t)i < sizeof(buf); i++) /* vigil records hosts lowercased */
+            buf[i] = (char)tolower((unsigned char)buf[i]);
+        if (n > 0 && (size_t)n < sizeof(buf) && memmem(line, len, buf, (size_t)n) == NULL)
+            return 0;
+    }
     if (f->token != NULL && memmem(line, len, f->token, strlen(f->token)) == NULL)
         return 0;
     if (f->event != NULL && !has_member(line, len, "event", f->event))

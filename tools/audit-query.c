@@ -379,6 +379,12 @@ int aq_cmd_search(int argc, char **argv)
         struct aq_filter rest = q.f;
 
         rest.has_since = rest.has_until = 0;
+        /* filters the prefilter decides exactly need no parse: an exact host ("host" is only
+         * ever request.host), the event kind, the phase */
+        if (!rest.domain_suffix)
+            rest.domain = NULL;
+        rest.event = NULL;
+        rest.phase = NULL;
         q.need_parse = q.format != FORMAT_JSON || aq_filter_any(&rest);
     }
     if (aq_check_data_dir(q.data_dir) == -1)

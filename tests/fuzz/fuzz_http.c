@@ -128,14 +128,8 @@ static void check_head(struct evbuffer *out, enum http_framing framing, int requ
         if (b == '\r' && (i + 1 == n || h[i + 1] != '\n'))
             abort();
         int ctl = (b < 0x20 && b != '\t' && b != '\r' && b != '\n') || b == 0x7f;
-        if (h + i < eol && (ctl || (request && b == '\t'))) {
-            /* the first line: llhttp 8 (non-strict build) lets any byte but CR and LF into a
-             * reason phrase, and HTAB and FF into a request-target; Vigil writes them on as
-             * they came. Open findings F1 and F2 (tests/fuzz/README.md). */
-            if (!strict)
-                continue;
-            abort();
-        }
+        if (h + i < eol && (ctl || (request && b == '\t')))
+            abort(); /* the first line (findings F1 and F2, fixed: tests/fuzz/regressions/http/) */
         if (ctl)
             abort();
     }
@@ -180,7 +174,7 @@ static void request_head(llhttp_t *p, struct side *s, struct evbuffer *out)
         return;
     }
     /* parse_absolute_url() */
-    if (n == 0 || url[0] == '/' || url[0] == '*')
+    if (n == 0 || url[0] == '/' || url[0] == '*' || !http_target_ok(url, n))
         return;
     const char *sep = memmem(url, n, "://", 3);
     if (!sep || sep - url != 4 || strncasecmp(url, "http", 4) != 0)

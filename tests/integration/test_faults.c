@@ -27,12 +27,8 @@
  * Needs root (mount(2) of a tmpfs); skipped with a message otherwise. Kafka outages and kill -9
  * are covered by test_kafka.c and test_crash.c.
  *
- * Open finding F3 (tests/fuzz/README.md): under fail_closed, plain HTTP and CONNECT flows are
- * not refused at admission (proxy/flow.c admit_flow() acts on "block" only), so the ring's
- * refused count is bumped for flows that then go on, and a flow that finds the ring full at a
- * later phase gets a 503 with part of its events recorded and the rest counted as lost. Until
- * it is fixed the fail_closed test checks the weaker "nothing silent" accounting and says what
- * the strict check would have found; VIGIL_FAULTS_STRICT=1 makes it check the contract above. */
+ * Finding F3 (tests/fuzz/README.md, fixed): fail_closed refuses a flow at admission, before
+ * anything of it is recorded, so refused == the 503s clients saw and nothing is lost. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -450,26 +446,11 @@ static void test_faults_disk_full_fail_closed_refuses_then_recovers(void **state
                   "refused %llu, lost %llu; 200-flows with an incomplete record %u, 503-flows with events %u\n",
                   n200, n503, first503, n, t.losses, t.refused, t.lost, incomplete, partial_refused);
     assert_true(n503 >= STALL_RUN);
-    const char *strict = getenv("VIGIL_FAULTS_STRICT");
-    if (strict && strcmp(strict, "1") == 0) {
-        /* the contract: a refused flow is counted as refused and leaves nothing; an answered one is whole */
-        assert_int_equal(t.refused, n503);
-        assert_int_equal(t.lost, 0);
-        assert_int_equal(incomplete, 0);
-        assert_int_equal(partial_refused, 0);
-    } else {
-        /* what holds until F3 is fixed: nothing silent. Every event a 200-flow or a 503-flow is
-         * missing is counted in audit.loss, and every 503 is counted (as refused or lost). */
-        unsigned long long missing = 0;
-        for (i = 0; i < n; i++)
-            if (status[i] == 200)
-                missing += EVENTS_PER_FLOW - t.count[i];
-        assert_true(t.lost >= missing);
-        assert_true(t.refused + t.lost >= n503);
-        if (t.refused != n503 || t.lost != 0 || incomplete || partial_refused)
-            print_message("fail_closed: open finding F3 shows (refused %llu vs %u 503s, lost %llu): "
-                          "VIGIL_FAULTS_STRICT=1 fails on it\n", t.refused, n503, t.lost);
-    }
+    /* the contract: a refused flow is counted as refused and leaves nothing; an answered one is whole */
+    assert_int_equal(t.refused, n503);
+    assert_int_equal(t.lost, 0);
+    assert_int_equal(incomplete, 0);
+    assert_int_equal(partial_refused, 0);
     tally_fini(&t);
     expect_verify(e);
     free(status);

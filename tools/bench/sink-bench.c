@@ -1,8 +1,10 @@
 /* tools/bench/sink-bench.c - events/s through the pipeline into each sink, the zstd ratio
  * and the bytes written per event, on a realistic event mix.
  *
- *   build/bin/sink-bench [EVENTS] [SINK_JSON ...]
+ *   build/bin/sink-bench [--keep DIR] [EVENTS] [SINK_JSON ...]
  *
+ * --keep DIR writes into DIR (a data dir) and leaves it there: the corpus generator of
+ * tools/bench/query-bench.sh.
  * With no SINK_JSON it measures a file sink in a temp dir. Each SINK_JSON is one sink's
  * config object, e.g. '{"type":"syslog","transport":"udp","address":"127.0.0.1:5514"}' or
  * '{"type":"kafka","brokers":"127.0.0.1:PORT","topic":"vigil"}' (tools/bench/sink-bench.sh
@@ -128,9 +130,20 @@ static uint64_t du(const char *dir)
 
 int main(int argc, char **argv)
 {
+    const char *keep = NULL;
+    if (argc > 2 && strcmp(argv[1], "--keep") == 0) {
+        keep = argv[2];
+        argv += 2;
+        argc -= 2;
+    }
     long n = argc > 1 ? atol(argv[1]) : 400000;
-    char dir[] = "/tmp/vigil-sink-bench-XXXXXX", err[1024];
-    if (n < 4 || !mkdtemp(dir)) {
+    char tmpl[] = "/tmp/vigil-sink-bench-XXXXXX", err[1024];
+    char *dir = keep ? (char *)keep : tmpl;
+    if (keep && mkdir(keep, 0750) == -1) {
+        fprintf(stderr, "sink-bench: cannot create %s (it must not exist)\n", keep);
+        return 2;
+    }
+    if (n < 4 || (!keep && !mkdtemp(tmpl))) {
         fprintf(stderr, "usage: sink-bench [EVENTS] [SINK_JSON ...]\n");
         return 2;
     }
@@ -190,9 +203,9 @@ int main(int argc, char **argv)
         sink_free(s);
         json_decref(conf);
     }
-    char cmd[128];
+    char cmd[4200];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0)
+    if (!keep && system(cmd) != 0)
         fprintf(stderr, "sink-bench: could not remove %s\n", dir);
     return 0;
 }
