@@ -126,6 +126,32 @@ struct audience {
     const char *reason;
 };
 
+/* What redaction made of one field: the library's result, or the value itself when the clean
+ * cache knew it holds nothing to redact. */
+struct fview {
+    const char *out;
+    size_t len;
+    const struct redact_match *matches;
+    size_t nmatches;
+    unsigned flags;
+};
+
+/* The clean cache: values seen to hold nothing to redact, by field kind and header name. The
+ * fields of a flow's events repeat (host, path, query, most headers), so most fields of most
+ * events are found here and skip the scan. A hit compares the whole value byte for byte: a
+ * hash collision can only cause a miss, never let a value through unscanned. */
+#define CLEAN_SLOTS 8192 /* power of two */
+#define CLEAN_NAME_MAX 48
+#define CLEAN_VALUE_MAX 200
+
+struct clean_ent {
+    uint64_t h; /* 0: empty */
+    uint8_t kind;
+    uint8_t name_len;
+    uint16_t len;
+    char data[CLEAN_NAME_MAX + CLEAN_VALUE_MAX]; /* name, then value */
+};
+
 /* An original to seal, found by prepare(). */
 struct cand {
     size_t field; /* index into fields */
@@ -151,8 +177,13 @@ struct audit_redactor {
     /* work area, reused across events */
     struct redact_field *fields;
     struct fmeta *meta;
-    struct redact_result *res;
+    struct redact_result *res;  /* results of the scanned (missed) fields, in miss order */
+    struct fview *view;         /* per field: its result, scanned or clean */
+    struct redact_field *mfields; /* the fields the clean cache did not know */
+    size_t *miss;               /* their indices into fields */
     size_t nfields, cap;
+    struct clean_ent *clean;    /* CLEAN_SLOTS entries */
+    uint64_t clean_hits, clean_misses;
     struct cand *cands;
     size_t ncands, capcands;
     struct audit_buf red;   /* "redactions" being built */
@@ -662,7 +693,16 @@ static int fields_reserve(struct audit_redactor *r, size_t need)
     r->res = res;
     for (size_t i = cap; i < n; i++)
         redact_result_init(&r->res[i]);
-    r->cap = n;
+    r->cap = n; /* the results are initialized: what follows may fail and be retried */
+    if ((m = realloc(r->view, n * sizeof(*r->view))) == NULL)
+        return -1;
+    r->view = m;
+    if ((m = realloc(r->mfields, n * sizeof(*r->mfields))) == NULL)
+        return -1;
+    r->mfields = m;
+    if ((m = realloc(r->miss, n * sizeof(*r->miss))) == NULL)
+        return -1;
+    r->miss = m;
     return 0;
 }
 
@@ -723,6 +763,41 @@ static int list_add(struct audit_buf *b, const char *const *m, size_t n)
     return 0;
 }
 
+static uint64_t clean_hash(const struct redact_field *f)
+{
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)f->kind;
+    for (size_t i = 0; i < f->name_len; i++)
+        h = (h ^ (unsigned char)f->name[i]) * 1099511628211ULL;
+    h = (h ^ 0xff) * 1099511628211ULL;
+    for (size_t i = 0; i < f->len; i++)
+        h = (h ^ (unsigned char)f->value[i]) * 1099511628211ULL;
+    return h | 1; /* never 0: 0 marks an empty slot */
+}
+
+static int clean_hit(const struct audit_redactor *r, const struct redact_field *f)
+{
+    if (r->clean == NULL || f->name_len > CLEAN_NAME_MAX || f->len > CLEAN_VALUE_MAX)
+        return 0;
+    uint64_t h = clean_hash(f);
+    const struct clean_ent *e = &r->clean[h & (CLEAN_SLOTS - 1)];
+    return e->h == h && e->kind == (uint8_t)f->kind && e->name_len == f->name_len && e->len == f->len &&
+           memcmp(e->data, f->name, f->name_len) == 0 && memcmp(e->data + f->name_len, f->value, f->len) == 0;
+}
+
+static void clean_insert(struct audit_redactor *r, const struct redact_field *f)
+{
+    if (r->clean == NULL || f->name_len > CLEAN_NAME_MAX || f->len > CLEAN_VALUE_MAX)
+        return;
+    uint64_t h = clean_hash(f);
+    struct clean_ent *e = &r->clean[h & (CLEAN_SLOTS - 1)];
+    e->h = h;
+    e->kind = (uint8_t)f->kind;
+    e->name_len = (uint8_t)f->name_len;
+    e->len = (uint16_t)f->len;
+    memcpy(e->data, f->name, f->name_len);
+    memcpy(e->data + f->name_len, f->value, f->len);
+}
+
 int audit_redactor_prepare(struct audit_redactor *r, const struct audit_event *in)
 {
     size_t len;
@@ -745,11 +820,29 @@ int audit_redactor_prepare(struct audit_redactor *r, const struct audit_event *i
         return -1;
     if (r->nfields == 0)
         return 0;
-    if (redact_fields(r->rd, r->fields, r->nfields, r->res) == -1)
+    size_t nmiss = 0;
+    for (size_t i = 0; i < r->nfields; i++) {
+        if (clean_hit(r, &r->fields[i])) {
+            r->view[i] = (struct fview){.out = r->fields[i].value, .len = r->fields[i].len};
+            continue;
+        }
+        r->miss[nmiss] = i;
+        r->mfields[nmiss++] = r->fields[i];
+    }
+    r->clean_hits += r->nfields - nmiss;
+    r->clean_misses += nmiss;
+    if (nmiss > 0 && redact_fields(r->rd, r->mfields, nmiss, r->res) == -1)
         atomic_fetch_add_explicit(&r->failures, 1, memory_order_relaxed); /* each field still holds safe output */
+    for (size_t j = 0; j < nmiss; j++) {
+        const struct redact_result *res = &r->res[j];
+        r->view[r->miss[j]] = (struct fview){.out = res->out, .len = res->len, .matches = res->matches,
+                                             .nmatches = res->nmatches, .flags = res->flags};
+        if (res->nmatches == 0 && !(res->flags & REDACT_R_UNSCANNABLE))
+            clean_insert(r, &r->fields[r->miss[j]]);
+    }
 
     for (size_t i = 0; i < r->nfields; i++) {
-        const struct redact_result *res = &r->res[i];
+        const struct fview *res = &r->view[i];
         const char *path;
 
         if (res->nmatches == 0)
@@ -797,7 +890,7 @@ static void set_list(struct audit_event *out, enum audit_str f, const struct aud
 static int seal_one(struct audit_redactor *r, const struct cand *c, uint64_t seq)
 {
     const struct redact_field *f = &r->fields[c->field];
-    const struct redact_match *mt = &r->res[c->field].matches[c->match];
+    const struct redact_match *mt = &r->view[c->field].matches[c->match];
     const struct audience *a = &r->aud[c->aud];
     const char *path, *m[4];
     size_t blen, need = mt->in_len + REDACT_SEAL_OVERHEAD, b64len = sodium_base64_ENCODED_LEN(need, RED_BOX_VARIANT);
@@ -828,7 +921,7 @@ static void put_headers(struct audit_redactor *r, struct audit_event *out, enum 
             continue;
         if (audit_buf_append(&r->hdr, r->meta[i].name, r->meta[i].name_len) == -1 ||
             audit_buf_append(&r->hdr, "\t", 1) == -1 ||
-            audit_buf_append(&r->hdr, r->res[i].out, r->res[i].len) == -1 || audit_buf_append(&r->hdr, "\n", 1) == -1) {
+            audit_buf_append(&r->hdr, r->view[i].out, r->view[i].len) == -1 || audit_buf_append(&r->hdr, "\n", 1) == -1) {
             /* cannot hold them all: leave the rest out rather than let a value through */
             while (r->hdr.len > 0 && r->hdr.data[r->hdr.len - 1] != '\n')
                 r->hdr.len--;
@@ -858,7 +951,7 @@ void audit_redactor_finish(struct audit_redactor *r, const struct audit_event *i
             audit_event_set_str(out, copied[i], s, len);
     for (size_t i = 0; i < r->nfields; i++)
         if (r->meta[i].name == NULL)
-            audit_event_set_str(out, r->meta[i].f, r->res[i].out, r->res[i].len);
+            audit_event_set_str(out, r->meta[i].f, r->view[i].out, r->view[i].len);
     put_headers(r, out, AUDIT_STR_REQ_HEADERS);
     put_headers(r, out, AUDIT_STR_RESP_HEADERS);
     set_list(out, AUDIT_STR_REDACTIONS, &r->red);
@@ -956,6 +1049,8 @@ int audit_redactor_new(struct audit_redactor **out, const struct json_t *conf, c
         return 0;
     }
     r = calloc(1, sizeof(*r));
+    if (r != NULL)
+        r->clean = calloc(CLEAN_SLOTS, sizeof(*r->clean)); /* without it every field is scanned */
     if (r == NULL) {
         add_err(&e, "redaction: out of memory");
         goto fail;
@@ -1040,6 +1135,10 @@ void audit_redactor_free(struct audit_redactor *r)
     for (size_t i = 0; i < r->cap; i++)
         redact_result_fini(&r->res[i]);
     free(r->res);
+    free(r->view);
+    free(r->mfields);
+    free(r->miss);
+    free(r->clean);
     free(r->meta);
     free(r->fields);
     free(r->cands);
