@@ -21,17 +21,22 @@ export PROXY_CMD="$ROOT/tools/bench/vigil-intercept.sh"
 "$ROOT/tools/bench/harness/run.sh" -o "$OUT/results.json" "$@"
 
 echo
-echo "Record check (what the load generator counted vs flow.end events in Vigil's record):"
+echo "Record check (what the load generator counted vs Vigil's record: flow.end events, and flows"
+echo "refused under fail_closed, which audit.loss counts; anything else missing is a loss):"
 runs=$(cat "$OUT/runs" 2>/dev/null)
 rows=$(jq -c '.params.conns as $c | .results[] | select(.target == "proxy") | [.mode, .file, .requests, $c]' "$OUT/results.json")
 paste <(echo "$rows") <(for d in $runs; do
-  "$BIN/audit-query" search --data-dir "$d" --event flow.end --format json 2>/dev/null | wc -l; done) |
-while IFS=$'\t' read -r row ends; do
+  e=$("$BIN/audit-query" search --data-dir "$d" --event flow.end --format json 2>/dev/null | wc -l)
+  r=$("$BIN/audit-query" search --data-dir "$d" --event audit.loss --format json 2>/dev/null |
+      jq -s 'map(.refused) | add // 0')
+  echo "$e $r"; done) |
+while IFS=$'\t' read -r row counts; do
+  read -r ends refused <<<"$counts"
   mode=$(jq -r '.[0]' <<<"$row") req=$(jq -r '.[2]' <<<"$row") conns=$(jq -r '.[3]' <<<"$row")
   if [ "$mode" = plain ] || [ "$mode" = intercept ] || [ "$mode" = intercept-handshake ]; then
     # one flow per request (inside an intercepted tunnel too, beside the tunnel's own)
-    status=ok; [ "$ends" -ge "$req" ] || status=MISSING
-    echo "  $mode $(jq -r '.[1]' <<<"$row"): requests $req, flow.end $ends: $status"
+    status=ok; [ $((ends + refused)) -ge "$req" ] || status=MISSING
+    echo "  $mode $(jq -r '.[1]' <<<"$row"): requests $req, flow.end $ends, refused (503) $refused: $status"
   else                           # one flow per tunnel: at least one per connection (more with -r)
     status=ok; [ "$ends" -ge "$conns" ] || status=MISSING
     echo "  $mode $(jq -r '.[1]' <<<"$row"): tunnels >= $conns ($req requests inside), flow.end $ends: $status"
