@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 
@@ -124,14 +125,31 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
 
     conn_hold(c);
-    int n = evbuffer_read(to->out, fd, TUNNEL_READ);
+    /* The fast path: one read, one write, no buffer in between. Only what the peer does not
+     * take at once is kept (and reading this side stops until it drains). */
+    char buf[TUNNEL_READ];
+    ssize_t n = read(fd, buf, sizeof(buf));
     if (n > 0) {
         if (s->index == 0)
             c->flow.bytes_up += (uint64_t)n;
         else
             c->flow.bytes_down += (uint64_t)n;
         t->last_us = proxy_now_mono_us();
-        flush_side(to);
+        ssize_t w = 0;
+        if (evbuffer_get_length(to->out) == 0) {
+            w = send(to->fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (w == -1 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                tunnel_end(c, side_error(to));
+                conn_release(c);
+                return;
+            }
+            if (w < 0)
+                w = 0;
+        }
+        if (w < n) {
+            evbuffer_add(to->out, buf + w, (size_t)(n - w));
+            flush_side(to);
+        }
     } else if (n == 0) {
         s->eof = 1;
         if (t->first_eof < 0)
