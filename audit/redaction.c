@@ -781,7 +781,8 @@ static int clean_hit(const struct audit_redactor *r, const struct redact_field *
     uint64_t h = clean_hash(f);
     const struct clean_ent *e = &r->clean[h & (CLEAN_SLOTS - 1)];
     return e->h == h && e->kind == (uint8_t)f->kind && e->name_len == f->name_len && e->len == f->len &&
-           memcmp(e->data, f->name, f->name_len) == 0 && memcmp(e->data + f->name_len, f->value, f->len) == 0;
+           (f->name_len == 0 || memcmp(e->data, f->name, f->name_len) == 0) &&
+           (f->len == 0 || memcmp(e->data + f->name_len, f->value, f->len) == 0);
 }
 
 static void clean_insert(struct audit_redactor *r, const struct redact_field *f)
@@ -794,8 +795,10 @@ static void clean_insert(struct audit_redactor *r, const struct redact_field *f)
     e->kind = (uint8_t)f->kind;
     e->name_len = (uint8_t)f->name_len;
     e->len = (uint16_t)f->len;
-    memcpy(e->data, f->name, f->name_len);
-    memcpy(e->data + f->name_len, f->value, f->len);
+    if (f->name_len)
+        memcpy(e->data, f->name, f->name_len);
+    if (f->len)
+        memcpy(e->data + f->name_len, f->value, f->len);
 }
 
 int audit_redactor_prepare(struct audit_redactor *r, const struct audit_event *in)

@@ -49,6 +49,8 @@ static void conn_destroy(struct conn *c)
 {
     struct proxy_worker *w = c->w;
     proxy_resolve_cancel(c);
+    if (c->peek_ev)
+        event_free(c->peek_ev);
     conn_flow_end(c, "aborted");
     intercept_tunnel_end(c, c->close_reason ? c->close_reason : "client_closed");
     tunnel_free(c);
@@ -765,6 +767,10 @@ static void hello_done(struct conn *c, enum proxy_ch_result r)
 {
     struct flow *f = &c->flow;
     evtimer_del(c->timer);
+    if (c->peek_ev) {
+        event_free(c->peek_ev);
+        c->peek_ev = NULL;
+    }
     f->hello_done = 1;
     f->hello_result = r;
     if (r != PROXY_CH_OK)
@@ -795,6 +801,37 @@ static void peek_hello(struct conn *c)
 }
 
 /* A CONNECT past its first checks: answer 200, then wait for the client's first bytes. */
+/* The ClientHello peeked in the socket itself (MSG_PEEK): the bytes stay in the kernel, so
+ * the tunnel relay or a TLS bufferevent of the interception reads them straight from the
+ * socket, with no buffer or filter layer in between. */
+static void peek_raw_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    uint8_t buf[PROXY_CH_MAX_PEEK];
+    (void)what;
+    conn_hold(c);
+    ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        conn_flow_end(c, "client_closed");
+        conn_free(c);
+    } else if (n < 0) {
+        event_add(c->peek_ev, NULL); /* woken for nothing: wait again */
+    } else {
+        enum proxy_ch_result r = proxy_clienthello_parse(buf, (size_t)n, &c->flow.hello);
+        if (r != PROXY_CH_NEED_MORE || (size_t)n >= sizeof(buf)) {
+            hello_done(c, r == PROXY_CH_NEED_MORE ? PROXY_CH_MALFORMED : r);
+        } else {
+            /* the rest is on its way: the peeked bytes would wake this event at once, so wait
+             * a moment instead (bounded by client_hello_ms) */
+            struct timeval tv = {0, 2000};
+            event_del(c->peek_ev);
+            event_add(c->peek_ev, &tv);
+        }
+    }
+    conn_release(c);
+}
+
+/* A CONNECT past its first checks: answer 200, then wait for the client's first bytes. */
 static void connect_accepted(struct conn *c)
 {
     struct flow *f = &c->flow;
@@ -803,8 +840,19 @@ static void connect_accepted(struct conn *c)
     f->resp_started = 1;
     c->state = CONN_PEEK;
     conn_set_timer(c, c->cfg->timeouts.client_hello_ms);
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
+        c->peek_ev = event_new(c->w->base, bufferevent_getfd(c->bev), EV_READ | EV_TIMEOUT, peek_raw_cb, c);
+        if (c->peek_ev && event_add(c->peek_ev, NULL) == 0) {
+            bufferevent_disable(c->bev, EV_READ);
+            return;
+        }
+        if (c->peek_ev)
+            event_free(c->peek_ev);
+        c->peek_ev = NULL;
+    }
+    /* the client sent its first bytes right behind the CONNECT: they are in the input already */
     bufferevent_enable(c->bev, EV_READ);
-    peek_hello(c); /* the client may have sent its ClientHello right behind the CONNECT */
+    peek_hello(c);
 }
 
 /* ---- proxy authentication ---- */

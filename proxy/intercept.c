@@ -27,6 +27,33 @@
 
 static void client_tls_start(struct conn *c, struct proxy_leaf *leaf, int cache_hit);
 
+/* Puts TLS (<ssl>, in <mode>) on the connection *<bevp> holds, replacing *<bevp>. When nothing
+ * waits in that bufferevent's buffers (the ClientHello was peeked in the socket, the 200 has
+ * gone out), the new one works on the socket itself; otherwise it is a filter over the old
+ * one, which owns the bytes buffered there. NULL on failure (*<bevp> unchanged). */
+static struct bufferevent *tls_on_socket(struct conn *c, struct bufferevent **bevp, SSL *ssl,
+                                         enum bufferevent_ssl_state mode)
+{
+    struct bufferevent *old = *bevp, *b;
+    evutil_socket_t fd = bufferevent_getfd(old);
+    if (fd >= 0 && evbuffer_get_length(bufferevent_get_input(old)) == 0 &&
+        evbuffer_get_length(bufferevent_get_output(old)) == 0) {
+        b = bufferevent_openssl_socket_new(c->w->base, fd, ssl, mode, BEV_OPT_CLOSE_ON_FREE);
+        if (!b)
+            return NULL;
+        bufferevent_setfd(old, -1); /* the socket is the new bufferevent's now */
+        bufferevent_free(old);
+    } else {
+        b = bufferevent_openssl_filter_new(c->w->base, old, ssl, mode, BEV_OPT_CLOSE_ON_FREE);
+        if (!b)
+            return NULL;
+        /* bytes already buffered below (a ClientHello sent right behind the CONNECT) */
+        bufferevent_trigger(old, EV_READ, BEV_TRIG_IGNORE_WATERMARKS);
+    }
+    *bevp = b;
+    return b;
+}
+
 /* ---- a refusal after the 200: a TLS alert ---- */
 
 static void alert_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -184,16 +211,13 @@ void intercept_upstream_start(struct conn *c)
     struct flow *f = &c->flow;
     SSL *ssl = proxy_tls_upstream_ssl(c->cfg->tls, f->target.host, f->target.host_is_ip,
                                       f->hello.sni[0] ? f->hello.sni : NULL);
-    struct bufferevent *b = ssl ? bufferevent_openssl_filter_new(c->w->base, c->up->bev, ssl,
-                                                                  BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE)
-                                : NULL;
+    struct bufferevent *b = ssl ? tls_on_socket(c, &c->up->bev, ssl, BUFFEREVENT_SSL_CONNECTING) : NULL;
     if (!b) {
         if (ssl)
             SSL_free(ssl);
         deny_after_200(c, "upstream_tls", "out_of_memory");
         return;
     }
-    c->up->bev = b; /* owns the TCP bufferevent now */
     c->state = CONN_TLS_UP;
     bufferevent_setcb(b, NULL, NULL, tls_up_event_cb, c);
     bufferevent_enable(b, EV_READ | EV_WRITE);
@@ -216,10 +240,7 @@ static void client_tls_start(struct conn *c, struct proxy_leaf *leaf, int cache_
         return;
     }
     SSL *ssl = proxy_tls_client_ssl(c->cfg->tls, leaf);
-    struct bufferevent *under = c->bev;
-    struct bufferevent *b = ssl ? bufferevent_openssl_filter_new(c->w->base, under, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                                  BEV_OPT_CLOSE_ON_FREE)
-                                : NULL;
+    struct bufferevent *b = ssl ? tls_on_socket(c, &c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING) : NULL;
     if (!b) {
         if (ssl)
             SSL_free(ssl);
@@ -227,14 +248,11 @@ static void client_tls_start(struct conn *c, struct proxy_leaf *leaf, int cache_
         conn_free(c);
         return;
     }
-    c->bev = b;
     c->state = CONN_TLS_CLIENT;
     conn_set_client_callbacks(c);
     bufferevent_setwatermark(b, EV_READ, 0, PROXY_READ_HIGH);
     bufferevent_enable(b, EV_READ | EV_WRITE);
     conn_set_timer(c, c->cfg->timeouts.header_read_ms);
-    /* the ClientHello that was peeked waits in the underlying input: hand it to OpenSSL */
-    bufferevent_trigger(under, EV_READ, BEV_TRIG_IGNORE_WATERMARKS);
 }
 
 /* The client finished its handshake: from here on the connection carries HTTP requests,

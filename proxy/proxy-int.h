@@ -162,6 +162,7 @@ struct conn {
     int obs_fold;      /* obs-fold seen in the current request head */
     uint8_t last_byte; /* the last head byte scanned, for obs-fold across reads */
     struct tunnel *tunnel; /* CONNECT relay state, once the 200 is sent */
+    struct event *peek_ev; /* CONNECT: peeking the ClientHello in the socket (MSG_PEEK) */
     int intercepted;              /* the client speaks TLS with a minted leaf: requests inside are flows */
     struct flow tunnel_flow;      /* ... and this is the tunnel's own flow, ended when the client leaves */
     uint64_t tunnel_bytes_up, tunnel_bytes_down;

@@ -23,7 +23,7 @@ esac
 cat > "$T/vigil-bench.json" <<JSON
 {
   $tls
-  "listen": ["127.0.0.1:$PORT"],
+  "listen": ["127.0.0.1:$PORT"], "workers": ${VIGIL_BENCH_WORKERS:-0},
   "rule_groups": [{"name": "bench-loopback", "rules": [
     {"id": "origin-ports", "priority": 1, "phase": "pre_dns", "action": "allow",
      "match": {"domain": ["127.0.0.1", "localhost"], "port": [18080, 18443]}},
