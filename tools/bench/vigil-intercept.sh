@@ -7,6 +7,8 @@
 # into the run's temp dir, writes a config for the mode ($BENCH_MODE) and execs vigil:
 #   plain, connect, tunnel-tls: no interception (tunnels pass TLS through; plain bytes allowed)
 #   intercept, intercept-handshake: every domain intercepted, the origin trusted as upstream CA
+# VIGIL_BENCH_WORKERS=N sets "workers" (default 0: one per core). With 1, Vigil gets the CPU
+# budget of the harness's single-process Squid; the load generator and nginx share the cores.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${VIGIL_BIN_DIR:-$ROOT/build/bin}
