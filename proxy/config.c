@@ -193,7 +193,7 @@ static void apply(struct proxy_config *c, const json_t *root, struct errs *e)
 {
     static const char *const top_keys[] = {"listen", "workers", "data_dir", "timeouts", "limits", "dns", "audit",
                                            "sinks", "rule_groups", "proxy_configurations", "default_action", "auth",
-                                           "tls", "admin", "user", "redaction", NULL};
+                                           "tls", "admin", "user", "redaction", "roles", NULL};
     unsigned long long u;
 
     check_keys(e, root, "", top_keys);
@@ -413,6 +413,22 @@ static struct proxy_config *parse_doc(json_t *root, char *err, size_t errlen)
         goto fail;
     apply(c, root, &e);
     apply_auth(c, root, &e);
+    /* "roles" (the roles file's path, or null) is "redaction.roles_file" said at the top level:
+     * folded into the "redaction" object, which the stage reads */
+    json_t *roles = json_object_get(root, "roles");
+    if (roles && !json_is_string(roles) && !json_is_null(roles))
+        add_err(&e, "roles: must be the path of a roles file, or null");
+    else if (roles) {
+        json_t *r = json_object_get(root, "redaction");
+        if (r && !json_is_object(r))
+            ; /* audit_redaction_check names it */
+        else if (r && json_object_get(r, "roles_file"))
+            add_err(&e, "roles: also given as redaction.roles_file; keep one");
+        else if (!r && json_object_set_new(root, "redaction", r = json_object()) == -1)
+            add_err(&e, "out of memory");
+        else if (json_object_set(r, "roles_file", roles) == -1)
+            add_err(&e, "out of memory");
+    }
     /* "redaction" belongs to the pipeline's stage (audit/redaction.c): checked here, read by main */
     json_t *red = json_object_get(root, "redaction");
     if (red) {

@@ -92,7 +92,7 @@ struct running {
 /* Keys a reload cannot change in a running process. */
 static void warn_restart_keys(const struct proxy_config *boot, const json_t *root)
 {
-    static const char *const keys[] = {"listen", "workers", "data_dir", "audit", "sinks", "redaction", "admin", "user", NULL};
+    static const char *const keys[] = {"listen", "workers", "data_dir", "audit", "sinks", "redaction", "roles", "admin", "user", NULL};
     for (const char *const *k = keys; *k; k++) {
         json_t *a = json_object_get(boot->root, *k), *b = json_object_get(root, *k);
         if ((a || b) && !(a && b && json_equal(a, b)))

@@ -1,7 +1,7 @@
 /* redact/roles.c - compliance/roles.json: who may reveal which classes of sealed originals.
  *
  *   {"version": 1, "roles": [
- *      {"name": "dlp_analyst", "description": "...", "public_key": "<base64 X25519>" | null,
+ *      {"name": "dlp_analyst", "description": "...", "public_key": "NAME.pub" | "<base64 X25519>" | null,
  *       "reveal": ["pii.*"]}]}
  *
  * A role with "public_key": null is declared but not provisioned: nothing is sealed to it.
@@ -115,7 +115,47 @@ static int valid_role_name(const char *s)
     return n > 0 && n <= 64;
 }
 
-static int parse_role(struct redact_roles *r, json_t *j, size_t idx, char *e, size_t elen)
+static int decode_key(uint8_t out[REDACT_ROLE_KEY_BYTES], const char *b64, size_t len)
+{
+    size_t bin;
+
+    return sodium_base642bin(out, REDACT_ROLE_KEY_BYTES, b64, len, " \t\r\n", &bin, NULL,
+                             sodium_base64_VARIANT_ORIGINAL) == 0 && bin == REDACT_ROLE_KEY_BYTES ? 0 : -1;
+}
+
+/* "public_key" is the path of a .pub file as `audit-query keys new-role` writes it (relative
+ * paths are taken from the roles file's directory), or the key itself in base64. */
+static int role_public_key(uint8_t out[REDACT_ROLE_KEY_BYTES], const char *v, const char *origin, size_t idx,
+                           char *e, size_t elen)
+{
+    char path[4096], why[512];
+    const char *slash = strrchr(origin, '/');
+    size_t vlen = strlen(v), len;
+    char *text;
+    int rc;
+
+    if (vlen < 4 || strcmp(v + vlen - 4, ".pub") != 0) {
+        if (decode_key(out, v, vlen) == -1)
+            return redact_errf(e, elen, "roles[%zu].public_key: neither a .pub path nor the base64 of 32 bytes", idx);
+        return 0;
+    }
+    if (v[0] == '/' || slash == NULL)
+        rc = snprintf(path, sizeof(path), "%s", v);
+    else
+        rc = snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - origin), origin, v);
+    if (rc < 0 || (size_t)rc >= sizeof(path))
+        return redact_errf(e, elen, "roles[%zu].public_key: path too long", idx);
+    text = redact_read_file(path, 1024, &len, why, sizeof(why));
+    if (text == NULL)
+        return redact_errf(e, elen, "roles[%zu].public_key: %s", idx, why);
+    rc = decode_key(out, text, len);
+    free(text);
+    if (rc == -1)
+        return redact_errf(e, elen, "roles[%zu].public_key: %s: not the base64 of 32 bytes", idx, path);
+    return 0;
+}
+
+static int parse_role(struct redact_roles *r, json_t *j, size_t idx, const char *origin, char *e, size_t elen)
 {
     static const char *const keys[] = {"name", "description", "public_key", "reveal", NULL};
     struct role_store *s = &r->roles[idx];
@@ -145,15 +185,12 @@ static int parse_role(struct redact_roles *r, json_t *j, size_t idx, char *e, si
     if (desc != NULL && !json_is_string(desc))
         return redact_errf(e, elen, "roles[%zu].description: not a string", idx);
     if (pk == NULL)
-        return redact_errf(e, elen, "roles[%zu].public_key: required (base64 of 32 bytes, or null)", idx);
+        return redact_errf(e, elen, "roles[%zu].public_key: required (a .pub path, base64 of 32 bytes, or null)", idx);
     if (!json_is_null(pk)) {
-        size_t bin;
-
-        if (!json_is_string(pk)
-            || sodium_base642bin(s->pub.public_key, sizeof(s->pub.public_key), json_string_value(pk),
-                                 json_string_length(pk), NULL, &bin, NULL, sodium_base64_VARIANT_ORIGINAL) != 0
-            || bin != REDACT_ROLE_KEY_BYTES)
-            return redact_errf(e, elen, "roles[%zu].public_key: not the base64 of 32 bytes", idx);
+        if (!json_is_string(pk))
+            return redact_errf(e, elen, "roles[%zu].public_key: not a string (a .pub path or base64 of 32 bytes)", idx);
+        if (role_public_key(s->pub.public_key, json_string_value(pk), origin, idx, e, elen) == -1)
+            return -1;
         s->pub.has_key = 1;
     }
     if (!json_is_array(rev))
@@ -224,7 +261,7 @@ struct redact_roles *redact_roles_parse(const char *json, size_t len, const char
     }
     json_array_foreach(roles, i, v) {
         r->n = i + 1; /* so that a failure frees what this role allocated */
-        if (parse_role(r, v, i, e, sizeof(e)) == -1)
+        if (parse_role(r, v, i, origin, e, sizeof(e)) == -1)
             goto fail;
     }
     json_decref(root);

@@ -82,13 +82,9 @@ char *redact_read_file(const char *path, size_t max, size_t *len, char *err, siz
     for (;;) {
         size_t r;
 
-        if (cap - n < 4096) {
+        if (cap - n < 4096 && cap < max + 1) { /* n > max is caught after the read */
             char *nb;
 
-            if (cap >= max + 1) {
-                redact_errf(err, errlen, "%s: larger than %zu bytes", path, max);
-                goto fail;
-            }
             cap = cap ? cap * 2 : 8192;
             if (cap > max + 1)
                 cap = max + 1;

@@ -137,11 +137,13 @@ static void test_audit_query_real_record(void **state)
     size_t i, nseg;
     const char *d;
 
-    /* the role key and the roles file, before vigil starts */
+    /* the role key and the roles file, before vigil starts: the dlp role's key pair from
+     * `audit-query keys new-role`, named in roles.json by its .pub file; the roles file named
+     * by the top-level "roles" key */
     {
-        char *const argv[] = { KEYGEN_BIN, "role", "dlp", "--out", e->dir, NULL };
+        char *const argv[] = { AUDIT_QUERY_BIN, "keys", "new-role", "dlp", "--out", e->dir, NULL };
 
-        assert_int_equal(h_run(e, "keygen", argv, 10000, &pub, NULL), 0);
+        assert_int_equal(h_run(e, "keys", argv, 10000, &pub, NULL), 0);
         assert_int_equal(sscanf(strstr(pub, "\"public_key\": \"") + 15, "%44[A-Za-z0-9+/=]", pk), 1);
         free(pub);
     }
@@ -151,7 +153,7 @@ static void test_audit_query_real_record(void **state)
         FILE *f = fopen(roles, "w");
 
         assert_non_null(f);
-        fprintf(f, "{\"roles\": [{\"name\": \"dlp\", \"public_key\": \"%s\", \"reveal\": [\"pii.*\"]}]}\n", pk);
+        fprintf(f, "{\"roles\": [{\"name\": \"dlp\", \"public_key\": \"dlp.pub\", \"reveal\": [\"pii.*\"]}]}\n");
         fclose(f);
     }
     snprintf(config, sizeof(config),
@@ -163,7 +165,7 @@ static void test_audit_query_real_record(void **state)
              " \"match\": {\"domain\": [\"127.0.0.1\"]}}]}, " H_LOOPBACK_GROUP "],"
              " \"proxy_configurations\": [{\"name\": \"all\", \"rule_groups\": [\"base\", \"test-loopback\"],"
              " \"default_action\": \"allow\"}],"
-             " \"redaction\": {\"keep_originals\": [\"pii.*\"], \"roles_file\": \"%s\"}}\n",
+             " \"redaction\": {\"keep_originals\": [\"pii.*\"]}, \"roles\": \"%s\"}\n",
              roles);
     h_start(e, config, H_DEFAULT);
     h_curl(e, &r, 3, "--proxy", e->proxy_url, h_origin_url(e, 0, "/bytes/100?email=" SECRET),

@@ -332,6 +332,25 @@ static void test_policy_check_config_and_explain(void **state)
     free(out);
     free(err);
 
+    /* the top-level "roles" (the roles file's path) is checked like redaction.roles_file */
+    static const char *const roles_bad[][2] = {
+        {"{\"roles\": 5}", "roles: must be the path of a roles file, or null"},
+        {"{\"roles\": \"/a/roles.json\", \"redaction\": {\"roles_file\": \"/b/roles.json\"}}",
+         "roles: also given as redaction.roles_file"},
+        {"{\"roles\": \"/nonexistent/roles.json\"}", "/nonexistent/roles.json: No such file"},
+    };
+    for (size_t i = 0; i < sizeof(roles_bad) / sizeof(roles_bad[0]); i++) {
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(roles_bad[i][0], f);
+        fclose(f);
+        assert_int_equal(h_run(e, "check-roles", check, 10000, &out, &err), 2);
+        if (strstr(err, roles_bad[i][1]) == NULL)
+            fail_msg("--check-config on %s said \"%s\", not \"%s\"", roles_bad[i][0], err, roles_bad[i][1]);
+        free(out);
+        free(err);
+    }
+
     snprintf(path, sizeof(path), "%s/good.json", e->dir);
     f = fopen(path, "w");
     assert_non_null(f);

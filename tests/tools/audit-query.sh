@@ -33,16 +33,19 @@ seqs() { # seqs ARGS...: the seqs search prints, space-separated
     "$AQ" search --data-dir "$D" --format csv "$@" 2>/dev/null | tail -n +2 | cut -d, -f2 | tr '\n' ' ' | sed 's/ $//'
 }
 
-# roles: dlp may reveal pii.*, ir credentials too, siem nothing
+# roles: dlp may reveal pii.*, ir credentials too, siem nothing. dlp's key comes from
+# `audit-query keys new-role` and roles.json names its .pub file (relative to roles.json);
+# the others are pasted in as base64.
 mkdir -p "$T/keys"
 pk() { "$KG" role "$1" --out "$T/keys" 2>/dev/null | sed -n 's/.*"public_key": "\([^"]*\)".*/\1/p'; }
-PK_DLP=$(pk dlp)
+"$AQ" keys new-role dlp --out "$T/keys" >/dev/null 2>&1 || { echo "FAIL: keys new-role dlp"; exit 1; }
+PK_DLP=$(cat "$T/keys/dlp.pub")
 PK_IR=$(pk ir)
 PK_SIEM=$(pk siem)
 PK_STRAY=$(pk stray)
 cat > "$T/roles.json" <<EOF
 {"version": 1, "roles": [
-  {"name": "dlp", "public_key": "$PK_DLP", "reveal": ["pii.*"]},
+  {"name": "dlp", "public_key": "keys/dlp.pub", "reveal": ["pii.*"]},
   {"name": "ir", "public_key": "$PK_IR", "reveal": ["credential.*", "pii.*"]},
   {"name": "siem", "public_key": "$PK_SIEM", "reveal": []}]}
 EOF

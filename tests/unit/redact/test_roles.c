@@ -96,7 +96,8 @@ static void test_roles_errors_name_json_path(void **state)
 {
     expect_error("{\"roles\": [{\"name\": \"a\", \"public_key\": null, \"reveal\": []},"
                  " {\"name\": \"b\", \"public_key\": \"c2hvcnQ=\", \"reveal\": []}]}",
-                 "roles[1].public_key: not the base64 of 32 bytes");
+                 "roles[1].public_key: neither a .pub path nor the base64 of 32 bytes");
+    expect_error("{\"roles\": [{\"name\": \"a\", \"public_key\": 7, \"reveal\": []}]}", "roles[0].public_key: not a string");
     expect_error("{\"roles\": [{\"name\": \"a\", \"public_key\": null, \"reveal\": [\"pii.*\", \"pii.email\", \"PII\"]}]}",
                  "roles[0].reveal[2]:");
     expect_error("{\"roles\": [{\"name\": \"a\", \"public_key\": null, \"reveal\": [\"*.pii\"]}]}", "roles[0].reveal[0]:");
@@ -111,6 +112,58 @@ static void test_roles_errors_name_json_path(void **state)
     expect_error("{\"role\": []}", "role: unknown key");
     expect_error("{\"roles\": {}}", "roles: required, an array");
     expect_error("{\"roles\": [", "roles.json:1:");
+    (void)state;
+}
+
+/* "public_key" may name a .pub file (as `audit-query keys new-role` writes it), relative to
+ * the roles file's directory or absolute; a missing or malformed one names the role and file */
+static void test_roles_public_key_from_pub_file(void **state)
+{
+    char dir[] = "/tmp/vigil-roles-XXXXXX", path[128], err[512];
+    struct redact_roles *r;
+    FILE *f;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/a.pub", dir);
+    assert_non_null(f = fopen(path, "w"));
+    fputs("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n", f);
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/bad.pub", dir);
+    assert_non_null(f = fopen(path, "w"));
+    fputs("c2hvcnQ=\n", f);
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/roles.json", dir);
+    assert_non_null(f = fopen(path, "w"));
+    fprintf(f, "{\"roles\": [{\"name\": \"a\", \"public_key\": \"a.pub\", \"reveal\": [\"pii.*\"]},"
+               " {\"name\": \"b\", \"public_key\": \"%s/a.pub\", \"reveal\": []}]}", dir);
+    fclose(f);
+    r = redact_roles_load(path, err, sizeof(err));
+    if (r == NULL)
+        fail_msg("%s", err);
+    for (size_t k = 0; k < 2; k++) {
+        const struct redact_role *a = redact_roles_at(r, k);
+
+        assert_true(a->has_key);
+        for (int i = 0; i < 32; i++)
+            assert_int_equal(a->public_key[i], i);
+    }
+    redact_roles_free(r);
+
+    assert_non_null(f = fopen(path, "w"));
+    fputs("{\"roles\": [{\"name\": \"a\", \"public_key\": \"missing.pub\", \"reveal\": []}]}", f);
+    fclose(f);
+    assert_null(redact_roles_load(path, err, sizeof(err)));
+    if (strstr(err, "roles[0].public_key:") == NULL || strstr(err, "missing.pub") == NULL)
+        fail_msg("error \"%s\" does not name the role and the file", err);
+    assert_non_null(f = fopen(path, "w"));
+    fputs("{\"roles\": [{\"name\": \"a\", \"public_key\": \"bad.pub\", \"reveal\": []}]}", f);
+    fclose(f);
+    assert_null(redact_roles_load(path, err, sizeof(err)));
+    if (strstr(err, "roles[0].public_key:") == NULL || strstr(err, "bad.pub: not the base64 of 32 bytes") == NULL)
+        fail_msg("error \"%s\" does not name the malformed file", err);
+
+    snprintf(path, sizeof(path), "rm -rf %s", dir);
+    assert_int_equal(system(path), 0);
     (void)state;
 }
 
@@ -131,6 +184,7 @@ int main(void)
         cmocka_unit_test(test_roles_class_patterns),
         cmocka_unit_test(test_roles_public_key_decoded),
         cmocka_unit_test(test_roles_errors_name_json_path),
+        cmocka_unit_test(test_roles_public_key_from_pub_file),
         cmocka_unit_test(test_roles_missing_file),
     };
     return cmocka_run_group_tests_name("redact/roles", tests, NULL, NULL);
