@@ -64,6 +64,18 @@ int64_t aq_now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+int64_t aq_progress_interval_us(void)
+{
+    const char *ms = getenv("AQ_PROGRESS_MS");
+    char *end;
+    long v;
+
+    if (ms == NULL || *ms == '\0')
+        return 500000;
+    v = strtol(ms, &end, 10);
+    return *end == '\0' && v >= 0 && v <= 3600000 ? (int64_t)v * 1000 : 500000;
+}
+
 void aq_format_time(int64_t us, char out[32])
 {
     audit_format_time(us, out);
@@ -1005,7 +1017,7 @@ static void progress(struct scan_state *s, int done)
     if (!s->show_progress)
         return;
     now = aq_now_us();
-    if (!done && now - s->progress_us < 500000)
+    if (!done && now - s->progress_us < aq_progress_interval_us())
         return;
     if (s->progress_us == 0 && !done) {
         s->progress_us = now; /* only once the scan has run a while */

@@ -106,7 +106,33 @@ struct verify {
     uint64_t gaps_total;
     struct aq_map *open_flows; /* flow id -> 1 byte: started in the in-progress segment */
     int in_progress;
+
+    /* progress on stderr when it is a terminal and the run has lasted half a second */
+    int show_progress, progress_shown;
+    int64_t progress_us, progress_every;
+    size_t seg_i, seg_n;
 };
+
+static void progress(struct verify *v)
+{
+    int64_t now;
+
+    if (!v->show_progress || (now = aq_now_us()) - v->progress_us < v->progress_every)
+        return;
+    v->progress_us = now;
+    v->progress_shown = 1;
+    fprintf(stderr, "\r%s verify: segment %zu/%zu, %" PRIu64 " records checked", AQ_PROG, v->seg_i + 1, v->seg_n,
+            v->recs);
+}
+
+/* Erases the progress line before a result line is printed. */
+static void progress_clear(struct verify *v)
+{
+    if (v->progress_shown) {
+        fputs("\r\033[K", stderr);
+        v->progress_shown = 0;
+    }
+}
 
 static void reason(struct verify *v, enum why w, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void reason(struct verify *v, enum why w, const char *fmt, ...)
@@ -443,6 +469,7 @@ static void print_line(struct verify *v, const char *status, uint64_t s_first, u
 
     if (v->quiet && strncmp(status, "INVALID", 7) != 0)
         return;
+    progress_clear(v);
     printf("%s  %s", v->name, status);
     if (nrec > 0) {
         aq_format_time(t_first, a);
@@ -594,6 +621,7 @@ static void verify_segment(struct verify *v, const struct entry *e, int last)
             track_flow(v, p, (size_t)(nl - p));
             p = nl + 1;
         }
+        progress(v);
     }
     if (rc == AQ_FRAME_BAD) {
         uint64_t at = aq_frames_offset(fr);
@@ -778,8 +806,15 @@ int aq_cmd_verify(int argc, char **argv)
     v.open_flows = aq_map_new(1, OPEN_FLOWS_MAX);
     hex8(v.pk, h);
     printf("Verifying %s/%s with public key %s... (%s)\n", v.data_dir, AUDIT_SEGMENT_SUBDIR, h, pub);
-    for (i = 0; i < n; i++)
+    v.show_progress = isatty(STDERR_FILENO);
+    v.progress_us = aq_now_us();
+    v.progress_every = aq_progress_interval_us();
+    v.seg_n = n;
+    for (i = 0; i < n; i++) {
+        v.seg_i = i;
         verify_segment(&v, &list[i], i + 1 == n);
+    }
+    progress_clear(&v);
     entries_free(list, n);
 
     printf("\nCoverage: ");

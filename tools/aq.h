@@ -137,6 +137,10 @@ void aq_format_time(int64_t us, char out[32]);
 
 int64_t aq_now_us(void);
 
+/* How long a search or verify runs before, and between, progress lines on a terminal's
+ * stderr: 500 ms, or AQ_PROGRESS_MS from the environment (the tests set 0). */
+int64_t aq_progress_interval_us(void);
+
 /* ---- frames: one segment file, frame by frame ---- */
 
 struct aq_frames;

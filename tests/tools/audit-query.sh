@@ -127,6 +127,20 @@ check "report nothing" 1 "$(rc_of "$AQ" report --data-dir "$D" --domain nowhere.
 first_failure() { sed -n 's/^First failure: //p' "$T/rc.out"; }
 check "verify intact" 0 "$(rc_of "$AQ" verify --data-dir "$D")"
 check "verify summary" "5/5 segments valid, 68/68 records valid" "$(tail -1 "$T/rc.out")"
+# progress: on stderr when it is a terminal (script(1) gives it one; AQ_PROGRESS_MS=0 shows
+# it at once instead of after half a second), erased before each result line; never when
+# stderr is not a terminal
+if command -v script >/dev/null 2>&1; then
+    AQ_PROGRESS_MS=0 script -qec "\"$AQ\" verify --data-dir \"$D\"" "$T/tty.out" >/dev/null 2>&1 || true
+    check "verify progress on a terminal" yes \
+        "$(grep -q 'audit-query verify: segment 5/5, 68 records checked' "$T/tty.out" && echo yes || echo no)"
+    check "verify progress erased" yes "$(grep -q "$(printf '\r\033\\[K')" "$T/tty.out" && echo yes || echo no)"
+    AQ_PROGRESS_MS=0 script -qec "\"$AQ\" search --data-dir \"$D\"" "$T/tty.out" >/dev/null 2>&1 || true
+    check "search progress on a terminal" yes \
+        "$(grep -q 'audit-query: segment 5/5, 68 records' "$T/tty.out" && echo yes || echo no)"
+fi
+AQ_PROGRESS_MS=0 rc_of "$AQ" verify --data-dir "$D" >/dev/null
+check "no progress off a terminal" "" "$(cat "$T/rc.err")"
 check "verify open flows" "Flows without flow.end: 1" "$(grep '^Flows without' "$T/rc.out")"
 check "verify coverage" "Coverage: seq 1..68, 2025-11-25T22:00:00.000000Z .. 2025-11-26T01:50:01.000000Z" \
     "$(grep '^Coverage' "$T/rc.out")"
