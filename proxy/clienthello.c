@@ -111,6 +111,8 @@ static int take_sni(const uint8_t *p, size_t n, char out[256])
         }
         out[i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
     }
+    if (label == 0)
+        return -1; /* "name.." : an empty label after the one trailing dot removed */
     out[n] = '\0';
     return 0;
 }

@@ -443,6 +443,7 @@ static void test_clienthello_bad_sni_malformed(void **state)
                          "ex/ample.com",
                          "example.com:443",
                          "a..b",
+                         "example.c..", /* two trailing dots: one is dropped, the empty label stays */
                          ".example.com",
                          ".",
                          "caf\xc3\xa9.example",
