@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "proxy/auth.h"
+#include "proxy/errs.h"
 #include "proxy/policy.h"
 #include "proxy/proxy.h"
 #include "proxy/tls.h"
@@ -63,30 +64,6 @@ const char *proxy_config_default_text(void)
     return default_config;
 }
 
-/* Collects error lines into a caller buffer. */
-struct errs {
-    char *buf;
-    size_t len;
-    size_t cap;
-    int count;
-};
-
-__attribute__((format(printf, 2, 3))) static void add_err(struct errs *e, const char *fmt, ...)
-{
-    va_list ap;
-    e->count++;
-    if (e->cap == 0 || e->len + 1 >= e->cap)
-        return;
-    if (e->len > 0)
-        e->buf[e->len++] = '\n';
-    va_start(ap, fmt);
-    int n = vsnprintf(e->buf + e->len, e->cap - e->len, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        e->len += (size_t)n < e->cap - e->len ? (size_t)n : e->cap - e->len - 1;
-    e->buf[e->len] = '\0';
-}
-
 static void check_keys(struct errs *e, const json_t *obj, const char *path, const char *const *allowed)
 {
     const char *key;
@@ -98,7 +75,7 @@ static void check_keys(struct errs *e, const json_t *obj, const char *path, cons
             if (strcmp(*a, key) == 0)
                 ok = 1;
         if (!ok)
-            add_err(e, "%s%s%s: unknown key", path, *path ? "." : "", key);
+            proxy_add_err(e, "%s%s%s: unknown key", path, *path ? "." : "", key);
     }
 }
 
@@ -111,7 +88,7 @@ static void get_uint(struct errs *e, const json_t *obj, const char *path, const 
         return;
     if (!json_is_integer(v) || json_integer_value(v) < 0 || (unsigned long long)json_integer_value(v) < lo ||
         (unsigned long long)json_integer_value(v) > hi) {
-        add_err(e, "%s%s%s: must be an integer from %llu to %llu", path, *path ? "." : "", key, lo, hi);
+        proxy_add_err(e, "%s%s%s: must be an integer from %llu to %llu", path, *path ? "." : "", key, lo, hi);
         return;
     }
     *out = (unsigned long long)json_integer_value(v);
@@ -128,7 +105,7 @@ static const json_t *get_object(struct errs *e, const json_t *root, const char *
 {
     json_t *v = json_object_get(root, key);
     if (v && !json_is_object(v)) {
-        add_err(e, "%s: must be an object", key);
+        proxy_add_err(e, "%s: must be an object", key);
         return NULL;
     }
     return v;
@@ -149,7 +126,7 @@ static void get_names(struct errs *e, const json_t *v, const char *path, char **
     if (!v)
         return;
     if (!json_is_array(v)) {
-        add_err(e, "%s: must be a list of header names", path);
+        proxy_add_err(e, "%s: must be a list of header names", path);
         return;
     }
     free_names(*out, *n);
@@ -159,7 +136,7 @@ static void get_names(struct errs *e, const json_t *v, const char *path, char **
     {
         const char *s = json_string_value(a);
         if (!s || !*s || strpbrk(s, " \t:\r\n")) {
-            add_err(e, "%s[%zu]: must be a header name", path, i);
+            proxy_add_err(e, "%s[%zu]: must be a header name", path, i);
             continue;
         }
         if (*out && ((*out)[*n] = strdup(s)) != NULL)
@@ -201,7 +178,7 @@ static void apply(struct proxy_config *c, const json_t *root, struct errs *e)
     json_t *listen = json_object_get(root, "listen");
     if (listen) {
         if (!json_is_array(listen) || json_array_size(listen) == 0) {
-            add_err(e, "listen: must be a non-empty array of \"HOST:PORT\" strings");
+            proxy_add_err(e, "listen: must be a non-empty array of \"HOST:PORT\" strings");
         } else {
             free_listen(c);
             size_t i;
@@ -211,9 +188,9 @@ static void apply(struct proxy_config *c, const json_t *root, struct errs *e)
                 struct sockaddr_storage ss;
                 socklen_t sl;
                 if (!json_is_string(a) || proxy_parse_hostport(json_string_value(a), &ss, &sl) == -1)
-                    add_err(e, "listen[%zu]: must be \"IP:PORT\" or \"[IPv6]:PORT\"", i);
+                    proxy_add_err(e, "listen[%zu]: must be \"IP:PORT\" or \"[IPv6]:PORT\"", i);
                 else if (add_listen(c, json_string_value(a)) == -1)
-                    add_err(e, "listen[%zu]: out of memory", i);
+                    proxy_add_err(e, "listen[%zu]: out of memory", i);
             }
         }
     }
@@ -225,7 +202,7 @@ static void apply(struct proxy_config *c, const json_t *root, struct errs *e)
     json_t *dd = json_object_get(root, "data_dir");
     if (dd) {
         if (!json_is_string(dd) || json_string_length(dd) == 0) {
-            add_err(e, "data_dir: must be a non-empty string");
+            proxy_add_err(e, "data_dir: must be a non-empty string");
         } else {
             free(c->data_dir);
             c->data_dir = strdup(json_string_value(dd));
@@ -276,7 +253,7 @@ static void apply(struct proxy_config *c, const json_t *root, struct errs *e)
         if (h) {
             static const char *const hkeys[] = {"include", "exclude", NULL};
             if (!json_is_object(h)) {
-                add_err(e, "audit.headers: must be {\"include\": [...], \"exclude\": [...]}");
+                proxy_add_err(e, "audit.headers: must be {\"include\": [...], \"exclude\": [...]}");
             } else {
                 check_keys(e, h, "audit.headers", hkeys);
                 get_names(e, json_object_get(h, "include"), "audit.headers.include", &c->header_include,
@@ -290,20 +267,20 @@ static void apply(struct proxy_config *c, const json_t *root, struct errs *e)
         c->ring_slots = (size_t)u;
         json_t *o = json_object_get(a, "overflow");
         if (o && (!json_is_string(o) || audit_overflow_parse(json_string_value(o), &c->overflow) == -1))
-            add_err(e, "audit.overflow: must be \"fail_closed\", \"block\" or \"drop\"");
+            proxy_add_err(e, "audit.overflow: must be \"fail_closed\", \"block\" or \"drop\"");
     }
 
     json_t *s = json_object_get(root, "sinks");
     if (s) {
         if (!json_is_array(s)) {
-            add_err(e, "sinks: must be an array of sink objects");
+            proxy_add_err(e, "sinks: must be an array of sink objects");
         } else {
             size_t i;
             json_t *so;
             json_array_foreach(s, i, so)
             {
                 if (!json_is_object(so) || !json_is_string(json_object_get(so, "type")))
-                    add_err(e, "sinks[%zu]: must be an object with a string \"type\"", i);
+                    proxy_add_err(e, "sinks[%zu]: must be an object with a string \"type\"", i);
             }
             json_decref(c->sinks);
             c->sinks = json_incref(s);
@@ -322,19 +299,19 @@ static void apply_admin_user(struct proxy_config *c, const json_t *root, struct 
         check_keys(e, a, "admin", keys);
         json_t *l = json_object_get(a, "listen"), *r = json_object_get(a, "allow_remote");
         if (r && !json_is_boolean(r))
-            add_err(e, "admin.allow_remote: must be true or false");
+            proxy_add_err(e, "admin.allow_remote: must be true or false");
         c->admin_allow_remote = r && json_is_true(r);
         if (!json_is_string(l))
-            add_err(e, "admin.listen: must be \"IP:PORT\" or \"[IPv6]:PORT\"");
+            proxy_add_err(e, "admin.listen: must be \"IP:PORT\" or \"[IPv6]:PORT\"");
         else if (proxy_admin_check_listen(json_string_value(l), c->admin_allow_remote, why, sizeof(why)) == -1)
-            add_err(e, "admin.listen: %s", why);
+            proxy_add_err(e, "admin.listen: %s", why);
         else if (!(c->admin_listen = strdup(json_string_value(l))))
-            add_err(e, "admin.listen: out of memory");
+            proxy_add_err(e, "admin.listen: out of memory");
     }
     if (u && (!json_is_string(u) || json_string_length(u) == 0 || strchr(json_string_value(u), ':')))
-        add_err(e, "user: must be a user name");
+        proxy_add_err(e, "user: must be a user name");
     else if (u && !(c->user = strdup(json_string_value(u))))
-        add_err(e, "user: out of memory");
+        proxy_add_err(e, "user: out of memory");
 }
 
 /* "auth": {"password_file": FILE, "realm": "vigil", "required": true} */
@@ -347,27 +324,27 @@ static void apply_auth(struct proxy_config *c, const json_t *root, struct errs *
     if (!a)
         return;
     if (!json_is_object(a)) {
-        add_err(e, "auth: must be an object");
+        proxy_add_err(e, "auth: must be an object");
         return;
     }
     json_object_foreach(a, key, v)
     {
         if (strcmp(key, "password_file") != 0 && strcmp(key, "realm") != 0 && strcmp(key, "required") != 0)
-            add_err(e, "auth.%s: unknown key", key);
+            proxy_add_err(e, "auth.%s: unknown key", key);
     }
     const char *file = json_string_value(json_object_get(a, "password_file"));
     json_t *realm = json_object_get(a, "realm"), *req = json_object_get(a, "required");
     if (realm && !json_is_string(realm))
-        add_err(e, "auth.realm: must be a string");
+        proxy_add_err(e, "auth.realm: must be a string");
     if (req && !json_is_boolean(req))
-        add_err(e, "auth.required: must be true or false");
+        proxy_add_err(e, "auth.required: must be true or false");
     if (!file) {
-        add_err(e, "auth.password_file: must be the path of a password file (vigil --hash-password USER)");
+        proxy_add_err(e, "auth.password_file: must be the path of a password file (vigil --hash-password USER)");
         return;
     }
     c->auth = proxy_auth_load(file, json_string_value(realm), why, sizeof(why));
     if (!c->auth)
-        add_err(e, "auth.password_file: %s", why);
+        proxy_add_err(e, "auth.password_file: %s", why);
     c->auth_required = req ? json_is_true(req) : 1;
 }
 
@@ -392,18 +369,18 @@ static struct proxy_config *parse_doc(json_t *root, char *err, size_t errlen)
     if (errlen)
         err[0] = '\0';
     if (!c) {
-        add_err(&e, "out of memory");
+        proxy_add_err(&e, "out of memory");
         json_decref(root);
         return NULL;
     }
     if (!json_is_object(root)) {
-        add_err(&e, "(root): must be an object");
+        proxy_add_err(&e, "(root): must be an object");
         goto fail;
     }
     /* defaults first, from the embedded document, then the user's keys over them */
     def = json_loads(default_config, 0, &je);
     if (!def) {
-        add_err(&e, "embedded default config: %s", je.text);
+        proxy_add_err(&e, "embedded default config: %s", je.text);
         goto fail;
     }
     apply(c, def, &e);
@@ -417,24 +394,24 @@ static struct proxy_config *parse_doc(json_t *root, char *err, size_t errlen)
      * folded into the "redaction" object, which the stage reads */
     json_t *roles = json_object_get(root, "roles");
     if (roles && !json_is_string(roles) && !json_is_null(roles))
-        add_err(&e, "roles: must be the path of a roles file, or null");
+        proxy_add_err(&e, "roles: must be the path of a roles file, or null");
     else if (roles) {
         json_t *r = json_object_get(root, "redaction");
         if (r && !json_is_object(r))
             ; /* audit_redaction_check names it */
         else if (r && json_object_get(r, "roles_file"))
-            add_err(&e, "roles: also given as redaction.roles_file; keep one");
+            proxy_add_err(&e, "roles: also given as redaction.roles_file; keep one");
         else if (!r && json_object_set_new(root, "redaction", r = json_object()) == -1)
-            add_err(&e, "out of memory");
+            proxy_add_err(&e, "out of memory");
         else if (json_object_set(r, "roles_file", roles) == -1)
-            add_err(&e, "out of memory");
+            proxy_add_err(&e, "out of memory");
     }
     /* "redaction" belongs to the pipeline's stage (audit/redaction.c): checked here, read by main */
     json_t *red = json_object_get(root, "redaction");
     if (red) {
         char why[2048];
         if (audit_redaction_check(red, why, sizeof(why)) == -1)
-            add_err(&e, "%s", why);
+            proxy_add_err(&e, "%s", why);
     }
     apply_admin_user(c, root, &e);
     json_t *tls = json_object_get(root, "tls");
@@ -442,10 +419,10 @@ static struct proxy_config *parse_doc(json_t *root, char *err, size_t errlen)
         char why[1024];
         c->tls = proxy_tls_new(tls, why, sizeof(why));
         if (!c->tls)
-            add_err(&e, "%s", why);
+            proxy_add_err(&e, "%s", why);
     }
     if (!c->data_dir)
-        add_err(&e, "out of memory");
+        proxy_add_err(&e, "out of memory");
     c->root = root;
     compute_version(c);
     /* the policy reports its own errors, with their paths, after the others */
@@ -463,7 +440,7 @@ static struct proxy_config *parse_doc(json_t *root, char *err, size_t errlen)
     }
     char ipath[96];
     if (c->policy && !c->tls && proxy_policy_intercept_path(c->policy, ipath, sizeof(ipath)))
-        add_err(&e, "%s: interception needs \"tls\": {\"ca_cert\", \"ca_key\"}", ipath);
+        proxy_add_err(&e, "%s: interception needs \"tls\": {\"ca_cert\", \"ca_key\"}", ipath);
     if (e.count)
         goto fail_owned;
     return c;

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "proxy/errs.h"
 #include "proxy/policy.h"
 #include "proxy/ssrf.h"
 
@@ -190,13 +191,7 @@ const char *policy_cond_name(enum policy_cond c)
 
 /* ---- errors with JSON paths ---- */
 
-struct errs {
-    char *buf;
-    size_t len, cap;
-    int count;
-};
-
-__attribute__((format(printf, 2, 3))) static void add_err(struct errs *e, const char *fmt, ...)
+void proxy_add_err(struct errs *e, const char *fmt, ...)
 {
     va_list ap;
     e->count++;
@@ -436,7 +431,7 @@ static void parse_domain(struct errs *e, const char *path, const json_t *v, stru
     size_t i;
     json_t *a;
     if (!json_is_array(v) || json_array_size(v) == 0) {
-        add_err(e, "%s: must be a non-empty list of names, \"*.suffix\" or {\"regex\": ...}", path);
+        proxy_add_err(e, "%s: must be a non-empty list of names, \"*.suffix\" or {\"regex\": ...}", path);
         return;
     }
     json_array_foreach(v, i, a)
@@ -445,14 +440,14 @@ static void parse_domain(struct errs *e, const char *path, const json_t *v, stru
         if (json_is_object(a)) {
             json_t *rx = json_object_get(a, "regex");
             if (!json_is_string(rx) || json_object_size(a) != 1)
-                add_err(e, "%s[%zu]: an object must be {\"regex\": \"...\"}", path, i);
+                proxy_add_err(e, "%s[%zu]: an object must be {\"regex\": \"...\"}", path, i);
             else if (rx_list_add(&d->rx, json_string_value(rx), why, sizeof(why)) == -1)
-                add_err(e, "%s[%zu]: bad regex: %s", path, i, why);
+                proxy_add_err(e, "%s[%zu]: bad regex: %s", path, i, why);
             continue;
         }
         const char *s = json_string_value(a);
         if (!s) {
-            add_err(e, "%s[%zu]: must be a string or {\"regex\": ...}", path, i);
+            proxy_add_err(e, "%s[%zu]: must be a string or {\"regex\": ...}", path, i);
             continue;
         }
         if (strcmp(s, "*") == 0) {
@@ -461,14 +456,14 @@ static void parse_domain(struct errs *e, const char *path, const json_t *v, stru
         }
         int wild = strncmp(s, "*.", 2) == 0;
         if (policy_normalize_domain(wild ? s + 2 : s, norm, sizeof(norm)) == -1 || strchr(norm, '*')) {
-            add_err(e, "%s[%zu]: \"%s\" is not a domain name, \"*.suffix\" or \"*\"", path, i, s);
+            proxy_add_err(e, "%s[%zu]: \"%s\" is not a domain name, \"*.suffix\" or \"*\"", path, i, s);
             continue;
         }
         char ipn[64];
         if (!wild && proxy_normalize_ip_host(norm, ipn, sizeof(ipn)) == 1)
             snprintf(norm, sizeof(norm), "%s", ipn); /* "0x7f.1" names the same host as 127.0.0.1 */
         if (str_list_add(wild ? &d->suffix : &d->exact, norm) == -1)
-            add_err(e, "%s[%zu]: out of memory", path, i);
+            proxy_add_err(e, "%s[%zu]: out of memory", path, i);
     }
 }
 
@@ -477,18 +472,18 @@ static void parse_strings(struct errs *e, const char *path, const json_t *v, str
     size_t i;
     json_t *a;
     if (!json_is_array(v) || json_array_size(v) == 0) {
-        add_err(e, "%s: must be a non-empty list of strings", path);
+        proxy_add_err(e, "%s: must be a non-empty list of strings", path);
         return;
     }
     json_array_foreach(v, i, a)
     {
         const char *s = json_string_value(a);
         if (!s || !*s || !no_control(s)) {
-            add_err(e, "%s[%zu]: must be a non-empty string", path, i);
+            proxy_add_err(e, "%s[%zu]: must be a non-empty string", path, i);
             continue;
         }
         if (str_list_add(l, s) == -1) {
-            add_err(e, "%s[%zu]: out of memory", path, i);
+            proxy_add_err(e, "%s[%zu]: out of memory", path, i);
             continue;
         }
         if (upper)
@@ -502,13 +497,13 @@ static void parse_cidrs(struct errs *e, const char *path, const json_t *v, struc
     size_t i;
     json_t *a;
     if (!json_is_array(v) || json_array_size(v) == 0) {
-        add_err(e, "%s: must be a non-empty list of CIDRs", path);
+        proxy_add_err(e, "%s: must be a non-empty list of CIDRs", path);
         return;
     }
     json_array_foreach(v, i, a)
     {
         if (!json_is_string(a) || cidr_add(l, json_string_value(a)) == -1)
-            add_err(e, "%s[%zu]: must be a CIDR like \"10.0.0.0/8\" or \"::1/128\"", path, i);
+            proxy_add_err(e, "%s[%zu]: must be a CIDR like \"10.0.0.0/8\" or \"::1/128\"", path, i);
     }
 }
 
@@ -518,7 +513,7 @@ static void parse_ports(struct errs *e, const char *path, const json_t *v, struc
     size_t i;
     json_t *a;
     if (!json_is_array(v) || json_array_size(v) == 0) {
-        add_err(e, "%s: must be a non-empty list of ports or \"lo-hi\" ranges", path);
+        proxy_add_err(e, "%s: must be a non-empty list of ports or \"lo-hi\" ranges", path);
         return;
     }
     json_array_foreach(v, i, a)
@@ -532,7 +527,7 @@ static void parse_ports(struct errs *e, const char *path, const json_t *v, struc
                 lo = hi = -1;
         }
         if (lo < 1 || hi > 65535 || lo > hi)
-            add_err(e, "%s[%zu]: must be a port (1-65535) or \"lo-hi\"", path, i);
+            proxy_add_err(e, "%s[%zu]: must be a port (1-65535) or \"lo-hi\"", path, i);
         else
             range_add(l, lo, hi);
     }
@@ -544,13 +539,13 @@ static void parse_ranges(struct errs *e, const char *path, const json_t *v, stru
     size_t i;
     json_t *a;
     if (!json_is_array(v) || json_array_size(v) == 0) {
-        add_err(e, "%s: must be [lo, hi] or a list of [lo, hi] ranges and numbers", path);
+        proxy_add_err(e, "%s: must be [lo, hi] or a list of [lo, hi] ranges and numbers", path);
         return;
     }
     if (json_array_size(v) == 2 && json_is_integer(json_array_get(v, 0)) && json_is_integer(json_array_get(v, 1))) {
         int64_t lo = json_integer_value(json_array_get(v, 0)), hi = json_integer_value(json_array_get(v, 1));
         if (lo < 0 || hi > max || lo > hi)
-            add_err(e, "%s: [lo, hi] must have 0 <= lo <= hi <= %lld", path, (long long)max);
+            proxy_add_err(e, "%s: [lo, hi] must have 0 <= lo <= hi <= %lld", path, (long long)max);
         else
             range_add(l, lo, hi);
         return;
@@ -566,7 +561,8 @@ static void parse_ranges(struct errs *e, const char *path, const json_t *v, stru
             hi = json_integer_value(json_array_get(a, 1));
         }
         if (lo < 0 || hi > max || lo > hi)
-            add_err(e, "%s[%zu]: must be a number or [lo, hi] with 0 <= lo <= hi <= %lld", path, i, (long long)max);
+            proxy_add_err(e, "%s[%zu]: must be a number or [lo, hi] with 0 <= lo <= hi <= %lld", path, i,
+                          (long long)max);
         else
             range_add(l, lo, hi);
     }
@@ -578,7 +574,7 @@ static void parse_path(struct errs *e, const char *path, const json_t *v, struct
     size_t i;
     json_t *a;
     if (!json_is_array(v) || json_array_size(v) == 0) {
-        add_err(e, "%s: must be a non-empty list of prefixes or {\"regex\": ...}", path);
+        proxy_add_err(e, "%s: must be a non-empty list of prefixes or {\"regex\": ...}", path);
         return;
     }
     json_array_foreach(v, i, a)
@@ -588,9 +584,9 @@ static void parse_path(struct errs *e, const char *path, const json_t *v, struct
             str_list_add(&r->path_prefix, json_string_value(a));
         } else if (json_is_object(a) && json_is_string(json_object_get(a, "regex")) && json_object_size(a) == 1) {
             if (rx_list_add(&r->path_rx, json_string_value(json_object_get(a, "regex")), why, sizeof(why)) == -1)
-                add_err(e, "%s[%zu]: bad regex: %s", path, i, why);
+                proxy_add_err(e, "%s[%zu]: bad regex: %s", path, i, why);
         } else {
-            add_err(e, "%s[%zu]: must be a prefix starting with \"/\" or {\"regex\": ...}", path, i);
+            proxy_add_err(e, "%s[%zu]: must be a prefix starting with \"/\" or {\"regex\": ...}", path, i);
         }
     }
 }
@@ -600,12 +596,12 @@ static void parse_headers(struct errs *e, const char *path, const json_t *v, str
     size_t i;
     json_t *a;
     if (!json_is_array(v) || json_array_size(v) == 0) {
-        add_err(e, "%s: must be a non-empty list of {\"name\", and \"present\", \"equals\" or \"regex\"}", path);
+        proxy_add_err(e, "%s: must be a non-empty list of {\"name\", and \"present\", \"equals\" or \"regex\"}", path);
         return;
     }
     r->headers = calloc(json_array_size(v), sizeof(*r->headers));
     if (!r->headers) {
-        add_err(e, "%s: out of memory", path);
+        proxy_add_err(e, "%s: out of memory", path);
         return;
     }
     json_array_foreach(v, i, a)
@@ -617,15 +613,15 @@ static void parse_headers(struct errs *e, const char *path, const json_t *v, str
         int kinds = (present != NULL) + (equals != NULL) + (regex != NULL);
         char why[200];
         if (!json_is_object(a) || !name || !*name || kinds != 1 || json_object_size(a) != 2) {
-            add_err(e, "%s[%zu]: must be {\"name\": ..., and one of \"present\", \"equals\", \"regex\"}", path, i);
+            proxy_add_err(e, "%s[%zu]: must be {\"name\": ..., and one of \"present\", \"equals\", \"regex\"}", path, i);
             continue;
         }
         if (present && !json_is_boolean(present)) {
-            add_err(e, "%s[%zu].present: must be true or false", path, i);
+            proxy_add_err(e, "%s[%zu].present: must be true or false", path, i);
             continue;
         }
         if ((equals && !json_is_string(equals)) || (regex && !json_is_string(regex))) {
-            add_err(e, "%s[%zu]: \"equals\" and \"regex\" take a string", path, i);
+            proxy_add_err(e, "%s[%zu]: \"equals\" and \"regex\" take a string", path, i);
             continue;
         }
         h->name = strdup(name);
@@ -637,7 +633,7 @@ static void parse_headers(struct errs *e, const char *path, const json_t *v, str
         } else {
             h->kind = HDR_REGEX;
             if (rx_compile(&h->rx, json_string_value(regex), why, sizeof(why)) == -1) {
-                add_err(e, "%s[%zu].regex: bad regex: %s", path, i, why);
+                proxy_add_err(e, "%s[%zu].regex: bad regex: %s", path, i, why);
                 free(h->name);
                 continue;
             }
@@ -665,7 +661,7 @@ static void parse_rule(struct errs *e, const char *path, const json_t *j, struct
     json_t *v;
 
     if (!json_is_object(j)) {
-        add_err(e, "%s: must be an object", path);
+        proxy_add_err(e, "%s: must be an object", path);
         return;
     }
     json_object_foreach((json_t *)j, key, v)
@@ -674,45 +670,45 @@ static void parse_rule(struct errs *e, const char *path, const json_t *j, struct
         for (const char *const *k = keys; *k; k++)
             ok |= strcmp(*k, key) == 0;
         if (!ok)
-            add_err(e, "%s.%s: unknown key", path, key);
+            proxy_add_err(e, "%s.%s: unknown key", path, key);
     }
     const char *id = json_string_value(json_object_get(j, "id"));
     if (!id || !*id || !no_control(id) || strchr(id, '\t'))
-        add_err(e, "%s.id: must be a non-empty string", path);
+        proxy_add_err(e, "%s.id: must be a non-empty string", path);
     else
         r->id = strdup(id);
     json_t *pr = json_object_get(j, "priority");
     if (!json_is_integer(pr) || json_integer_value(pr) < 0 || json_integer_value(pr) > 1000000000)
-        add_err(e, "%s.priority: must be an integer from 0 to 1000000000", path);
+        proxy_add_err(e, "%s.priority: must be an integer from 0 to 1000000000", path);
     else {
         r->priority = (int)json_integer_value(pr);
         r->prio_set = 1;
     }
     int ph = parse_enum(json_string_value(json_object_get(j, "phase")), phase_names, NPHASES);
     if (ph < 1)
-        add_err(e, "%s.phase: must be \"pre_dns\", \"pre_request\" or \"post_response\"", path);
+        proxy_add_err(e, "%s.phase: must be \"pre_dns\", \"pre_request\" or \"post_response\"", path);
     else
         r->phase = (enum audit_phase)ph;
     int ac = parse_enum(json_string_value(json_object_get(j, "action")), action_names, 4);
     if (ac < 1)
-        add_err(e, "%s.action: must be \"allow\", \"deny\" or \"alert\"", path);
+        proxy_add_err(e, "%s.action: must be \"allow\", \"deny\" or \"alert\"", path);
     else
         r->action = (enum audit_action)ac;
     json_t *m = json_object_get(j, "message");
     if (m && (!json_is_string(m) || !no_control(json_string_value(m))))
-        add_err(e, "%s.message: must be a string without control characters", path);
+        proxy_add_err(e, "%s.message: must be a string without control characters", path);
     else if (m)
         r->message = strdup(json_string_value(m));
     json_t *dr = json_object_get(j, "dry_run");
     if (dr && !json_is_boolean(dr))
-        add_err(e, "%s.dry_run: must be true or false", path);
+        proxy_add_err(e, "%s.dry_run: must be true or false", path);
     r->dry_run = json_is_true(dr);
 
     json_t *match = json_object_get(j, "match");
     if (!match)
         return; /* matches every flow of its phase */
     if (!json_is_object(match)) {
-        add_err(e, "%s.match: must be an object", path);
+        proxy_add_err(e, "%s.match: must be an object", path);
         return;
     }
     json_object_foreach(match, key, v)
@@ -720,11 +716,11 @@ static void parse_rule(struct errs *e, const char *path, const json_t *j, struct
         int c = parse_enum(key, cond_names, POLICY_COND_COUNT);
         snprintf(p, sizeof(p), "%s.match.%s", path, key);
         if (c < 0) {
-            add_err(e, "%s: unknown condition", p);
+            proxy_add_err(e, "%s: unknown condition", p);
             continue;
         }
         if (ph >= 1 && !(cond_phases[c] & PH(ph))) {
-            add_err(e, "%s: no flow shows %s in phase %s", p, key, phase_names[ph]);
+            proxy_add_err(e, "%s: no flow shows %s in phase %s", p, key, phase_names[ph]);
             continue;
         }
         r->has |= 1u << c;
@@ -827,12 +823,12 @@ static void parse_groups(struct errs *e, const json_t *root, struct proxy_policy
     if (!groups)
         return;
     if (!json_is_array(groups)) {
-        add_err(e, "rule_groups: must be a list of {\"name\", \"rules\"}");
+        proxy_add_err(e, "rule_groups: must be a list of {\"name\", \"rules\"}");
         return;
     }
     p->groups = calloc(json_array_size(groups) + 1, sizeof(*p->groups));
     if (!p->groups) {
-        add_err(e, "rule_groups: out of memory");
+        proxy_add_err(e, "rule_groups: out of memory");
         return;
     }
     json_array_foreach(groups, gi, gj)
@@ -844,29 +840,29 @@ static void parse_groups(struct errs *e, const json_t *root, struct proxy_policy
         json_t *v;
         char path[128];
         if (!json_is_object(gj)) {
-            add_err(e, "rule_groups[%zu]: must be an object", gi);
+            proxy_add_err(e, "rule_groups[%zu]: must be an object", gi);
             continue;
         }
         json_object_foreach(gj, key, v)
         {
             if (strcmp(key, "name") != 0 && strcmp(key, "rules") != 0)
-                add_err(e, "rule_groups[%zu].%s: unknown key", gi, key);
+                proxy_add_err(e, "rule_groups[%zu].%s: unknown key", gi, key);
         }
         if (!name || !*name || !no_control(name) || strchr(name, '\t')) {
-            add_err(e, "rule_groups[%zu].name: must be a non-empty string", gi);
+            proxy_add_err(e, "rule_groups[%zu].name: must be a non-empty string", gi);
         } else {
             for (size_t k = 0; k + 1 < p->ngroups; k++)
                 if (p->groups[k].name && strcmp(p->groups[k].name, name) == 0)
-                    add_err(e, "rule_groups[%zu].name: \"%s\" names two groups", gi, name);
+                    proxy_add_err(e, "rule_groups[%zu].name: \"%s\" names two groups", gi, name);
             g->name = strdup(name);
         }
         if (!json_is_array(rules)) {
-            add_err(e, "rule_groups[%zu].rules: must be a list of rules", gi);
+            proxy_add_err(e, "rule_groups[%zu].rules: must be a list of rules", gi);
             continue;
         }
         g->rules = calloc(json_array_size(rules) + 1, sizeof(*g->rules));
         if (!g->rules) {
-            add_err(e, "rule_groups[%zu].rules: out of memory", gi);
+            proxy_add_err(e, "rule_groups[%zu].rules: out of memory", gi);
             continue;
         }
         size_t ri;
@@ -884,10 +880,10 @@ static void parse_groups(struct errs *e, const json_t *root, struct proxy_policy
             struct policy_rule *r = &g->rules[k];
             struct pos_list *l = r->id ? strmap_find(&ids, r->id) : NULL;
             if (l)
-                add_err(e, "rule_groups[%zu].rules[%zu].id: \"%s\" is also the id of rules[%u]", gi, r->index, r->id,
-                        l->v[0]);
+                proxy_add_err(e, "rule_groups[%zu].rules[%zu].id: \"%s\" is also the id of rules[%u]", gi, r->index,
+                              r->id, l->v[0]);
             else if (r->id && strmap_add(&ids, r->id, (uint32_t)r->index) == -1)
-                add_err(e, "rule_groups[%zu]: out of memory", gi);
+                proxy_add_err(e, "rule_groups[%zu]: out of memory", gi);
         }
         strmap_free(&ids);
         qsort(g->rules, g->n, sizeof(*g->rules), cmp_priority);
@@ -895,12 +891,13 @@ static void parse_groups(struct errs *e, const json_t *root, struct proxy_policy
             const struct policy_rule *a = &g->rules[k - 1], *b = &g->rules[k];
             if (a->prio_set && b->prio_set && a->priority == b->priority) {
                 const struct policy_rule *later = a->index > b->index ? a : b, *first = a->index > b->index ? b : a;
-                add_err(e, "rule_groups[%zu].rules[%zu].priority: %d is also the priority of rules[%zu]; priorities "
-                           "are unique in a group", gi, later->index, later->priority, first->index);
+                proxy_add_err(e,
+                              "rule_groups[%zu].rules[%zu].priority: %d is also the priority of rules[%zu]; priorities "
+                              "are unique in a group", gi, later->index, later->priority, first->index);
             }
         }
         if (index_group(g) == -1)
-            add_err(e, "rule_groups[%zu]: out of memory", gi);
+            proxy_add_err(e, "rule_groups[%zu]: out of memory", gi);
     }
 }
 
@@ -922,13 +919,13 @@ static void parse_default(struct errs *e, const char *path, const json_t *v, str
     if (json_is_string(v)) {
         int a = parse_enum(json_string_value(v), action_names, 3);
         if (a < 1)
-            add_err(e, "%s: must be \"allow\", \"deny\" or an object with one per phase", path);
+            proxy_add_err(e, "%s: must be \"allow\", \"deny\" or an object with one per phase", path);
         for (int ph = 1; ph < NPHASES; ph++)
             pc->defaults[ph] = a < 1 ? AUDIT_ACTION_ALLOW : (enum audit_action)a;
         return;
     }
     if (!json_is_object(v)) {
-        add_err(e, "%s: must be \"allow\", \"deny\" or an object with one per phase", path);
+        proxy_add_err(e, "%s: must be \"allow\", \"deny\" or an object with one per phase", path);
         return;
     }
     pc->per_phase = 1;
@@ -937,13 +934,13 @@ static void parse_default(struct errs *e, const char *path, const json_t *v, str
     json_object_foreach((json_t *)v, key, x)
     {
         if (parse_enum(key, phase_names, NPHASES) < 1)
-            add_err(e, "%s.%s: not a phase (pre_dns, pre_request, post_response)", path, key);
+            proxy_add_err(e, "%s.%s: not a phase (pre_dns, pre_request, post_response)", path, key);
     }
     for (int ph = 1; ph < NPHASES; ph++) {
         json_t *a = json_object_get(v, phase_names[ph]);
         int act = a ? parse_enum(json_string_value(a), action_names, 3) : AUDIT_ACTION_ALLOW;
         if (act < 1)
-            add_err(e, "%s.%s: must be \"allow\" or \"deny\"", path, phase_names[ph]);
+            proxy_add_err(e, "%s.%s: must be \"allow\" or \"deny\"", path, phase_names[ph]);
         pc->defaults[ph] = act < 1 ? AUDIT_ACTION_ALLOW : (enum audit_action)act;
     }
 }
@@ -957,12 +954,12 @@ static void parse_pconfs(struct errs *e, const json_t *root, struct proxy_policy
     json_t *j;
 
     if (pcs && (!json_is_array(pcs) || json_array_size(pcs) == 0)) {
-        add_err(e, "proxy_configurations: must be a non-empty list");
+        proxy_add_err(e, "proxy_configurations: must be a non-empty list");
         return;
     }
     p->pconfs = calloc(pcs ? json_array_size(pcs) : 1, sizeof(*p->pconfs));
     if (!p->pconfs) {
-        add_err(e, "proxy_configurations: out of memory");
+        proxy_add_err(e, "proxy_configurations: out of memory");
         return;
     }
     if (!pcs) { /* the implicit configuration: every client, every group in order, allow */
@@ -978,7 +975,7 @@ static void parse_pconfs(struct errs *e, const json_t *root, struct proxy_policy
         return;
     }
     if (json_object_get(root, "default_action"))
-        add_err(e, "default_action: belongs in each of proxy_configurations when they are listed");
+        proxy_add_err(e, "default_action: belongs in each of proxy_configurations when they are listed");
     json_array_foreach(pcs, i, j)
     {
         struct policy_pconf *pc = &p->pconfs[p->npconfs++];
@@ -986,7 +983,7 @@ static void parse_pconfs(struct errs *e, const json_t *root, struct proxy_policy
         const char *key;
         json_t *v;
         if (!json_is_object(j)) {
-            add_err(e, "proxy_configurations[%zu]: must be an object", i);
+            proxy_add_err(e, "proxy_configurations[%zu]: must be an object", i);
             continue;
         }
         json_object_foreach(j, key, v)
@@ -995,17 +992,17 @@ static void parse_pconfs(struct errs *e, const json_t *root, struct proxy_policy
             for (const char *const *k = keys; *k; k++)
                 ok |= strcmp(*k, key) == 0;
             if (!ok)
-                add_err(e, "proxy_configurations[%zu].%s: unknown key", i, key);
+                proxy_add_err(e, "proxy_configurations[%zu].%s: unknown key", i, key);
         }
         const char *name = json_string_value(json_object_get(j, "name"));
         if (!name || !*name)
-            add_err(e, "proxy_configurations[%zu].name: must be a non-empty string", i);
+            proxy_add_err(e, "proxy_configurations[%zu].name: must be a non-empty string", i);
         pc->name = strdup(name ? name : "");
         json_t *src = json_object_get(j, "sources");
         if (!src) {
             pc->any_source = 1;
         } else if (!json_is_object(src)) {
-            add_err(e, "proxy_configurations[%zu].sources: must be {\"cidrs\": [...], \"listeners\": [...]}", i);
+            proxy_add_err(e, "proxy_configurations[%zu].sources: must be {\"cidrs\": [...], \"listeners\": [...]}", i);
         } else {
             json_object_foreach(src, key, v)
             {
@@ -1015,12 +1012,12 @@ static void parse_pconfs(struct errs *e, const json_t *root, struct proxy_policy
                 else if (strcmp(key, "listeners") == 0)
                     parse_strings(e, path, v, &pc->listeners, 0);
                 else
-                    add_err(e, "%s: unknown key", path);
+                    proxy_add_err(e, "%s: unknown key", path);
             }
         }
         json_t *gl = json_object_get(j, "rule_groups");
         if (gl && !json_is_array(gl)) {
-            add_err(e, "proxy_configurations[%zu].rule_groups: must be a list of group names", i);
+            proxy_add_err(e, "proxy_configurations[%zu].rule_groups: must be a list of group names", i);
             gl = NULL;
         }
         pc->groups = calloc(json_array_size(gl) + 1, sizeof(*pc->groups));
@@ -1030,7 +1027,7 @@ static void parse_pconfs(struct errs *e, const json_t *root, struct proxy_policy
         {
             struct policy_group *g = json_is_string(gn) ? find_group(p, json_string_value(gn)) : NULL;
             if (!g)
-                add_err(e, "proxy_configurations[%zu].rule_groups[%zu]: no rule group of that name", i, k);
+                proxy_add_err(e, "proxy_configurations[%zu].rule_groups[%zu]: no rule group of that name", i, k);
             else if (pc->groups)
                 pc->groups[pc->ngroups++] = g;
         }
@@ -1038,15 +1035,15 @@ static void parse_pconfs(struct errs *e, const json_t *root, struct proxy_policy
         parse_default(e, path, json_object_get(j, "default_action"), pc);
         json_t *sg = json_object_get(j, "ssrf_guard");
         if (sg && !json_is_boolean(sg))
-            add_err(e, "proxy_configurations[%zu].ssrf_guard: must be true or false", i);
+            proxy_add_err(e, "proxy_configurations[%zu].ssrf_guard: must be true or false", i);
         pc->ssrf_guard = sg ? json_is_true(sg) : 1;
         static const char *const da[] = {"deny", "allow"};
         json_t *sm = json_object_get(j, "sni_mismatch"), *nt = json_object_get(j, "non_tls_tunnels");
         int smv = sm ? parse_enum(json_string_value(sm), da, 2) : 0, ntv = nt ? parse_enum(json_string_value(nt), da, 2) : 0;
         if (smv < 0)
-            add_err(e, "proxy_configurations[%zu].sni_mismatch: must be \"deny\" or \"allow\"", i);
+            proxy_add_err(e, "proxy_configurations[%zu].sni_mismatch: must be \"deny\" or \"allow\"", i);
         if (ntv < 0)
-            add_err(e, "proxy_configurations[%zu].non_tls_tunnels: must be \"deny\" or \"allow\"", i);
+            proxy_add_err(e, "proxy_configurations[%zu].non_tls_tunnels: must be \"deny\" or \"allow\"", i);
         pc->sni_mismatch_allowed = smv == 1;
         pc->non_tls_allowed = ntv == 1;
         json_t *ic = json_object_get(j, "intercept");
@@ -1054,7 +1051,8 @@ static void parse_pconfs(struct errs *e, const json_t *root, struct proxy_policy
             const char *k2;
             json_t *v2;
             if (!json_is_object(ic)) {
-                add_err(e, "proxy_configurations[%zu].intercept: must be {\"domains\": [...], \"bypass\": [...]}", i);
+                proxy_add_err(e, "proxy_configurations[%zu].intercept: must be {\"domains\": [...], \"bypass\": [...]}",
+                              i);
             } else {
                 json_object_foreach(ic, k2, v2)
                 {
@@ -1064,7 +1062,7 @@ static void parse_pconfs(struct errs *e, const json_t *root, struct proxy_policy
                     else if (strcmp(k2, "bypass") == 0)
                         parse_domain(e, path, v2, &pc->bypass);
                     else
-                        add_err(e, "%s: unknown key", path);
+                        proxy_add_err(e, "%s: unknown key", path);
                 }
                 pc->has_intercept = 1;
             }
@@ -1115,7 +1113,7 @@ struct proxy_policy *proxy_policy_compile(const json_t *root, const char *versio
     if (errlen)
         err[0] = '\0';
     if (!p) {
-        add_err(&e, "out of memory");
+        proxy_add_err(&e, "out of memory");
         return NULL;
     }
     atomic_init(&p->refs, 1);
